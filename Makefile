@@ -1,0 +1,49 @@
+# One-command setup: every target installs what it needs, idempotently.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PKGS := python3-bpfcc python3-venv libbpf-tools bpftool
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test unit host guest demo bench clean
+
+setup: $(STAMP)
+
+# Debian packages: only when something is missing (apt-get is slow even as a no-op).
+.apt-ok:
+	@missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing) >/tmp/ksnoop-apt.log 2>&1 \
+			|| { tail -20 /tmp/ksnoop-apt.log; exit 1; }; \
+	fi
+	@touch $@
+
+# bcc only exists for Debian's /usr/bin/python3, so the venv must see its dist-packages.
+$(STAMP): .apt-ok pyproject.toml
+	@test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	@$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+unit: setup
+	$(PY) -m pytest -q tests/unit
+
+host: setup
+	$(PY) -m pytest -q tests/host
+
+guest: setup
+	bash tests/vm/setup.sh
+	bash tests/vm/guest-tests.sh
+
+test: setup
+	$(PY) -m pytest -q tests/unit tests/host
+	$(MAKE) --no-print-directory guest
+
+demo: setup
+	bash tools/demo.sh
+
+bench: setup
+	$(PY) bench/info_speed.py
+
+clean:
+	rm -rf $(VENV) .apt-ok .venv-vng build *.egg-info

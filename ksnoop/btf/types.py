@@ -1,0 +1,367 @@
+"""Typed, lazily parsed BTF.
+
+``BTF.from_bytes(data, base=None)`` checks the header and builds (or loads
+from cache) an index of where each type record starts; records are parsed
+into immutable ``Type`` objects only when asked for.
+"""
+
+from dataclasses import dataclass
+from array import array
+
+from ..errors import BTFError
+from . import layout as L
+from .layout import Kind
+from . import index_cache
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    name: str
+    type: int
+    bit_offset: int
+    bitfield_size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+    type: int
+
+
+@dataclass(frozen=True, slots=True)
+class EnumValue:
+    name: str
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class VarSecInfo:
+    type: int
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Type:
+    """One BTF type record.  Fields not used by a kind keep their default."""
+
+    id: int
+    kind: Kind
+    name: str = ""
+    size: int = 0  # byte size for sized kinds
+    type: int = 0  # referenced type id (PTR, TYPEDEF, qualifiers, FUNC, VAR, ...)
+    kflag: bool = False
+    vlen: int = 0
+    encoding: int = 0  # INT
+    bits: int = 0  # INT
+    bit_offset: int = 0  # INT
+    elem_type: int = 0  # ARRAY
+    index_type: int = 0  # ARRAY
+    nelems: int = 0  # ARRAY
+    members: tuple = ()  # STRUCT/UNION: Member; DATASEC: VarSecInfo
+    values: tuple = ()  # ENUM/ENUM64: EnumValue
+    params: tuple = ()  # FUNC_PROTO: Param
+    linkage: int = 0  # FUNC (vlen), VAR
+    component_idx: int = -1  # DECL_TAG
+
+    @property
+    def signed(self):
+        if self.kind == Kind.INT:
+            return bool(self.encoding & L.INT_SIGNED)
+        if self.kind in (Kind.ENUM, Kind.ENUM64):
+            return self.kflag
+        return False
+
+    @property
+    def is_variadic(self):
+        return bool(self.params) and self.params[-1].type == 0 and not self.params[-1].name
+
+
+VOID = Type(id=0, kind=Kind.UNKN, name="void")
+
+
+class BTF:
+    """A BTF blob, optionally split on top of a base blob (module BTF)."""
+
+    def __init__(self, data, base=None, name="", use_cache=True):
+        self.data = data if isinstance(data, bytes) else bytes(data)
+        self.base = base
+        self.name = name
+        self._parse_header()
+        self.start_id = len(base) if base is not None else 1
+        self.str_base = base._total_str_len if base is not None else 0
+        self._total_str_len = self.str_base + self.str_len
+        key = None
+        if use_cache:
+            key = index_cache.key_for(self.data, base._cache_key if base is not None else None)
+        self._cache_key = key
+        cached = index_cache.load(key) if key else None
+        if cached is not None:
+            self._offsets, self._name_offs = cached
+        else:
+            self._offsets, self._name_offs = self._build_index()
+            if key:
+                index_cache.store(key, self._offsets, self._name_offs)
+        self._types = {}
+        self._by_name = None
+        self._lookups = 0
+
+    # ----------------------------------------------------------------- header
+    def _parse_header(self):
+        data = self.data
+        if len(data) < L.HEADER.size:
+            raise BTFError(f"{self._what()}: truncated header ({len(data)} bytes)")
+        magic, version, _flags, hdr_len, type_off, type_len, str_off, str_len = (
+            L.HEADER.unpack_from(data, 0)
+        )
+        if magic != L.MAGIC:
+            if magic == 0x9FEB:
+                raise BTFError(f"{self._what()}: big-endian BTF is not supported")
+            raise BTFError(f"{self._what()}: bad magic 0x{magic:04x} (not BTF)")
+        if version != 1:
+            raise BTFError(f"{self._what()}: unsupported BTF version {version}")
+        if hdr_len < L.HEADER.size or hdr_len > len(data):
+            raise BTFError(f"{self._what()}: bad header length {hdr_len}")
+        end = len(data) - hdr_len
+        if type_off + type_len > end or str_off + str_len > end:
+            raise BTFError(f"{self._what()}: section extends past end of data (truncated?)")
+        if type_off % 4:
+            raise BTFError(f"{self._what()}: misaligned type section")
+        self.type_start = hdr_len + type_off
+        self.type_end = self.type_start + type_len
+        self.str_start = hdr_len + str_off
+        self.str_len = str_len
+        if str_len and data[self.str_start + str_len - 1] != 0:
+            raise BTFError(f"{self._what()}: string section is not NUL-terminated")
+        if self.base is None and str_len and data[self.str_start] != 0:
+            raise BTFError(f"{self._what()}: string section does not start with an empty string")
+
+    def _what(self):
+        return self.name or "BTF"
+
+    def _build_index(self):
+        data, pos, end = self.data, self.type_start, self.type_end
+        offsets, name_offs = array("I"), array("I")
+        unpack = L.TYPE.unpack_from
+        extra = {}
+        while pos < end:
+            if pos + 12 > end:
+                raise BTFError(f"{self._what()}: truncated type record at byte {pos}")
+            name_off, info, _ = unpack(data, pos)
+            kind_vlen = info & 0x1F00FFFF
+            size = extra.get(kind_vlen)
+            if size is None:
+                kind = (info >> 24) & 0x1F
+                size = L.extra_size(kind, info & 0xFFFF)
+                if size is None:
+                    tid = self.start_id + len(offsets)
+                    raise BTFError(f"{self._what()}: unknown BTF kind {kind} at type id {tid}")
+                extra[kind_vlen] = size
+            offsets.append(pos)
+            name_offs.append(name_off)
+            pos += 12 + size
+        if pos != end:
+            raise BTFError(f"{self._what()}: truncated type record at byte {end}")
+        return offsets, name_offs
+
+    # ---------------------------------------------------------------- strings
+    def string(self, off):
+        if off < self.str_base:
+            return self.base.string(off)
+        local = off - self.str_base
+        if local >= self.str_len:
+            raise BTFError(f"{self._what()}: string offset {off} out of range")
+        start = self.str_start + local
+        endp = self.data.index(b"\0", start)
+        return self.data[start:endp].decode("utf-8", "replace")
+
+    # ------------------------------------------------------------------ types
+    def __len__(self):
+        """One more than the highest type id (id 0 is void)."""
+        return self.start_id + len(self._offsets)
+
+    @property
+    def own_ids(self):
+        return range(self.start_id, len(self))
+
+    def __contains__(self, tid):
+        return 0 <= tid < len(self)
+
+    def __getitem__(self, tid):
+        if tid < self.start_id:
+            if tid == 0:
+                return VOID
+            if self.base is None or tid < 0:
+                raise BTFError(f"{self._what()}: no type with id {tid}")
+            return self.base[tid]
+        t = self._types.get(tid)
+        if t is None:
+            idx = tid - self.start_id
+            if idx >= len(self._offsets):
+                raise BTFError(f"{self._what()}: no type with id {tid}")
+            t = self._types[tid] = self._parse(tid, self._offsets[idx])
+        return t
+
+    def _parse(self, tid, pos):
+        data = self.data
+        name_off, info, st = L.TYPE.unpack_from(data, pos)
+        kind = Kind((info >> 24) & 0x1F)
+        vlen = info & 0xFFFF
+        kflag = bool(info >> 31)
+        name = self.string(name_off)
+        p = pos + 12
+        common = dict(id=tid, kind=kind, name=name, kflag=kflag, vlen=vlen)
+        if kind in L.SIZED_KINDS:
+            common["size"] = st
+        else:
+            common["type"] = st
+        if kind == Kind.INT:
+            (enc,) = L.U32.unpack_from(data, p)
+            return Type(**common, encoding=(enc >> 24) & 0x0F, bit_offset=(enc >> 16) & 0xFF,
+                        bits=enc & 0xFF)
+        if kind == Kind.ARRAY:
+            elem, index, nelems = L.ARRAY.unpack_from(data, p)
+            return Type(**common, elem_type=elem, index_type=index, nelems=nelems)
+        if kind in (Kind.STRUCT, Kind.UNION):
+            members = []
+            for i in range(vlen):
+                moff, mtype, offset = L.MEMBER.unpack_from(data, p + 12 * i)
+                if kflag:
+                    members.append(Member(self.string(moff), mtype, offset & 0xFFFFFF, offset >> 24))
+                else:
+                    members.append(Member(self.string(moff), mtype, offset, 0))
+            return Type(**common, members=tuple(members))
+        if kind == Kind.ENUM:
+            vals = []
+            for i in range(vlen):
+                voff, val = L.ENUM.unpack_from(data, p + 8 * i)
+                if not kflag:
+                    val &= 0xFFFFFFFF
+                vals.append(EnumValue(self.string(voff), val))
+            return Type(**common, values=tuple(vals))
+        if kind == Kind.ENUM64:
+            vals = []
+            for i in range(vlen):
+                voff, lo, hi = L.ENUM64.unpack_from(data, p + 12 * i)
+                val = (hi << 32) | lo
+                if kflag and val >= 1 << 63:
+                    val -= 1 << 64
+                vals.append(EnumValue(self.string(voff), val))
+            return Type(**common, values=tuple(vals))
+        if kind == Kind.FUNC_PROTO:
+            params = tuple(
+                Param(self.string(n), t)
+                for n, t in (L.PARAM.unpack_from(data, p + 8 * i) for i in range(vlen))
+            )
+            return Type(**common, params=params)
+        if kind == Kind.FUNC:
+            return Type(**common, linkage=vlen)
+        if kind == Kind.VAR:
+            (linkage,) = L.U32.unpack_from(data, p)
+            return Type(**common, linkage=linkage)
+        if kind == Kind.DATASEC:
+            secs = tuple(VarSecInfo(*L.VARSECINFO.unpack_from(data, p + 12 * i)) for i in range(vlen))
+            return Type(**common, members=secs)
+        if kind == Kind.DECL_TAG:
+            (idx,) = L.S32.unpack_from(data, p)
+            return Type(**common, component_idx=idx)
+        return Type(**common)
+
+    def kind_of(self, tid):
+        """The kind of a type without building its record (fast path)."""
+        if tid < self.start_id:
+            return Kind.UNKN if tid == 0 else self.base.kind_of(tid)
+        (info,) = L.U32.unpack_from(self.data, self._offsets[tid - self.start_id] + 4)
+        return Kind((info >> 24) & 0x1F)
+
+    def ids(self, kind=None):
+        """Ids of this blob's own types (not the base's), optionally of one kind."""
+        if kind is None:
+            return list(self.own_ids)
+        data, unpack, k = self.data, L.U32.unpack_from, int(kind)
+        return [self.start_id + i for i, off in enumerate(self._offsets)
+                if (unpack(data, off + 4)[0] >> 24) & 0x1F == k]
+
+    # ------------------------------------------------------------ name lookup
+    def find(self, name, kind=None):
+        """Ids of every type called ``name`` (base first), optionally of one kind."""
+        found = self.base.find(name, kind) if self.base is not None else []
+        if not name:
+            return found
+        self._lookups += 1
+        if self._by_name is None and self._lookups > 64:
+            self._by_name = self._build_name_map()
+        if self._by_name is not None:
+            own = self._by_name.get(name, ())
+        else:
+            own = self._scan_name(name)
+        if kind is not None:
+            own = [t for t in own if self.kind_of(t) == kind]
+        return found + list(own)
+
+    def _scan_name(self, name):
+        needle = b"\0" + name.encode() + b"\0"
+        strings = self.data[self.str_start:self.str_start + self.str_len]
+        ids, at = [], strings.find(needle)
+        while at >= 0:
+            off = self.str_base + at + 1
+            i = -1
+            while True:
+                try:
+                    i = self._name_offs.index(off, i + 1)
+                except ValueError:
+                    break
+                ids.append(self.start_id + i)
+            at = strings.find(needle, at + 1)
+        return sorted(ids)
+
+    def _build_name_map(self):
+        by_off = {}
+        for i, off in enumerate(self._name_offs):
+            if off:
+                by_off.setdefault(off, []).append(self.start_id + i)
+        return {self.string(off): ids for off, ids in by_off.items()}
+
+    def names(self, kind=None):
+        """(name, id) for this blob's own named types, optionally of one kind."""
+        wanted = set(self.ids(kind)) if kind is not None else None
+        out = []
+        for i, off in enumerate(self._name_offs):
+            tid = self.start_id + i
+            if off and (wanted is None or tid in wanted):
+                out.append((self.string(off), tid))
+        return out
+
+    # ------------------------------------------------------------ type chains
+    def skip_qualifiers(self, tid):
+        """Follow CONST/VOLATILE/RESTRICT/TYPE_TAG."""
+        for _ in range(64):
+            t = self[tid]
+            if t.kind not in L.QUALIFIERS:
+                return tid
+            tid = t.type
+        raise BTFError(f"{self._what()}: type chain loops at id {tid}")
+
+    def resolve(self, tid):
+        """Follow typedefs and qualifiers to the underlying type id."""
+        for _ in range(64):
+            t = self[tid]
+            if t.kind not in L.QUALIFIERS and t.kind != Kind.TYPEDEF:
+                return tid
+            tid = t.type
+        raise BTFError(f"{self._what()}: type chain loops at id {tid}")
+
+    def size_of(self, tid):
+        """Byte size of a type (arrays multiplied out, pointers 8)."""
+        mult = 1
+        for _ in range(64):
+            t = self[self.resolve(tid)]
+            if t.kind == Kind.ARRAY:
+                mult *= t.nelems
+                tid = t.elem_type
+                continue
+            if t.kind == Kind.PTR:
+                return 8 * mult
+            if t.kind in L.SIZED_KINDS:
+                return t.size * mult
+            return 0
+        raise BTFError(f"{self._what()}: type chain loops at id {tid}")
