@@ -1,0 +1,52 @@
+"""Where a function's arguments live at entry: which registers, or none.
+
+x86_64 System V: integers, pointers and enums take one general register;
+aggregates of 9-16 bytes take two (or go to the stack when two are not
+left); larger aggregates and floating point are not in general registers,
+so they cannot be read from pt_regs.
+"""
+
+from dataclasses import dataclass
+
+from .btf import Kind
+
+ARG_REGISTERS = {"x86_64": 6, "aarch64": 8}
+
+
+@dataclass(frozen=True, slots=True)
+class ArgSlot:
+    index: int  # position in the prototype
+    name: str
+    type: int
+    regs: tuple  # register numbers (0 = first argument register); () = not traceable
+    why: str = ""  # reason when regs is empty
+
+    @property
+    def traceable(self):
+        return bool(self.regs)
+
+
+def assign(btf, proto, arch="x86_64"):
+    """ArgSlot for every parameter of a FUNC_PROTO (the variadic marker excluded)."""
+    nregs = ARG_REGISTERS.get(arch, 6)
+    used, slots = 0, []
+    for i, p in enumerate(proto.params):
+        if p.type == 0 and not p.name:
+            break  # "..."
+        t = btf[btf.resolve(p.type)]
+        size = btf.size_of(p.type)
+        if t.kind == Kind.FLOAT:
+            slots.append(ArgSlot(i, p.name, p.type, (), "floating point"))
+            continue
+        need = 1
+        if t.kind in (Kind.STRUCT, Kind.UNION) or (t.kind == Kind.INT and size > 8):
+            if size > 16:
+                slots.append(ArgSlot(i, p.name, p.type, (), "passed on the stack"))
+                continue
+            need = 2 if size > 8 else 1
+        if used + need > nregs:
+            slots.append(ArgSlot(i, p.name, p.type, (), "passed on the stack"))
+            continue
+        slots.append(ArgSlot(i, p.name, p.type, tuple(range(used, used + need))))
+        used += need
+    return slots

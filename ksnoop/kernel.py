@@ -1,0 +1,103 @@
+"""The only module that reads the running kernel's files: BTF, kallsyms, ELF.
+
+Everything above it takes a ``Kernel`` (or a fake with the same methods), so
+the rest of ksnoop can be tested without root or a live kernel.
+"""
+
+import os
+
+from .btf import BTF
+from .errors import BTFError, KsnoopError
+from .kallsyms import Kallsyms
+
+SYS_BTF = "/sys/kernel/btf"
+KALLSYMS = "/proc/kallsyms"
+
+
+def read_file(path, what):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise KsnoopError(f"{path}: no such file ({what})") from None
+    except PermissionError:
+        raise KsnoopError(f"{path}: permission denied ({what}); try as root") from None
+    except IsADirectoryError:
+        raise KsnoopError(f"{path}: is a directory ({what})") from None
+    except OSError as e:
+        raise KsnoopError(f"{path}: {e.strerror} ({what})") from None
+
+
+def btf_from_elf(path, data):
+    """The .BTF section of an ELF file (a vmlinux or a .ko)."""
+    import io
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
+    try:
+        elf = ELFFile(io.BytesIO(data))
+        sec = elf.get_section_by_name(".BTF")
+    except (ELFError, ValueError, KeyError) as e:
+        raise BTFError(f"{path}: unreadable ELF file: {e}") from None
+    if sec is None:
+        raise BTFError(f"{path}: ELF file has no .BTF section")
+    return sec.data()
+
+
+def load_btf_file(path, base=None):
+    """BTF from a file: raw BTF, or an ELF file with a .BTF section."""
+    data = read_file(path, "BTF")
+    name = os.path.basename(path)
+    if data[:4] == b"\x7fELF":
+        data = btf_from_elf(path, data)
+    return BTF(data, base=base, name=name)
+
+
+class Kernel:
+    """The running kernel (or a BTF file standing in for its types)."""
+
+    def __init__(self, btf_path=None, sys_btf=SYS_BTF, kallsyms_path=KALLSYMS):
+        self.btf_path = btf_path
+        self.sys_btf = sys_btf
+        self.kallsyms_path = kallsyms_path
+        self._vmlinux = None
+        self._modules = {}
+        self._kallsyms = None
+
+    @property
+    def vmlinux(self):
+        if self._vmlinux is None:
+            path = self.btf_path or os.path.join(self.sys_btf, "vmlinux")
+            if self.btf_path is None and not os.path.exists(path):
+                raise BTFError(f"{path} not found: this kernel has no BTF "
+                               "(CONFIG_DEBUG_INFO_BTF); use --btf FILE")
+            self._vmlinux = load_btf_file(path)
+        return self._vmlinux
+
+    def module_btf(self, module):
+        """Split BTF of a loaded module, on top of vmlinux BTF."""
+        if module not in self._modules:
+            path = os.path.join(self.sys_btf, module)
+            if not os.path.exists(path):
+                raise BTFError(f"module {module} has no BTF ({path} missing)")
+            self._modules[module] = load_btf_file(path, base=self.vmlinux)
+        return self._modules[module]
+
+    def modules_with_btf(self):
+        if self.btf_path is not None:
+            return []
+        try:
+            return sorted(n for n in os.listdir(self.sys_btf) if n != "vmlinux")
+        except OSError:
+            return []
+
+    @property
+    def kallsyms(self):
+        if self._kallsyms is None:
+            self._kallsyms = Kallsyms(read_file(self.kallsyms_path, "kernel symbols"))
+        return self._kallsyms
+
+    @property
+    def live(self):
+        """True when types come from the running kernel (not a --btf file)."""
+        return self.btf_path is None
