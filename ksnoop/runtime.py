@@ -1,0 +1,600 @@
+"""Compile, load, attach and poll BPF programs: the only module that imports bcc.
+
+The C contract (what generated C may use)
+-----------------------------------------
+``Session`` compiles ``PRELUDE + c_text`` with BCC against the header tree of
+``ksnoop.kheaders`` (``BCC_KERNEL_SOURCE``; never /lib/modules).  The
+generated C must not declare the output buffer; it may assume:
+
+* ``KSNOOP_OUTPUT(ctx, data, size)`` - send ``size`` bytes at ``data`` to user
+  space; an int expression, 0 on success.  ``ctx`` is the program's context
+  (``struct pt_regs *`` in a kprobe).  ``size`` must be a constant or bounded
+  (verifier rule).  A failed send is counted as lost automatically.
+* ``KSNOOP_BUFFER_RINGBUF`` is defined to 1 or 0 (``#if`` on it if needed).
+* the buffer map is called ``events`` (``BPF_RINGBUF_OUTPUT(events, N)`` or
+  ``BPF_PERF_OUTPUT(events)``) and the lost counter ``ksnoop_lost``
+  (``BPF_PERCPU_ARRAY(ksnoop_lost, u64, 1)``): do not reuse these names, nor
+  the ``ksnoop_output`` helper function name.
+* everything BCC itself provides: its helpers (``bpf_probe_read_kernel``,
+  ``bpf_get_current_pid_tgid``, ...), map macros (``BPF_HASH`` ...),
+  ``PT_REGS_PARM1..6(ctx)`` / ``PT_REGS_RC(ctx)``;
+* types: ``u8..u64``, ``s8..s64``, ``__u8..__s64``, ``size_t``, ``ssize_t``,
+  ``uintptr_t``, ``bool``, ``struct pt_regs`` with the kernel's member names
+  (``ctx->di`` ...; see ``ksnoop.arch``), ``PAGE_SIZE``; no other kernel
+  types.  Extra includes may only name uapi headers
+  (``#include <uapi/linux/...>``, ``<linux/...>`` that exist in uapi).
+
+Entry and return programs are ``int NAME(struct pt_regs *ctx)``; they are
+loaded as ``BPF_PROG_TYPE_KPROBE`` and attached with ``attach_kprobe`` /
+``attach_kretprobe`` (``maxactive`` raised, which makes BCC create the probe
+through tracefs ``kprobe_events``, so ``missed_returns()`` can read
+``kprobe_profile``).
+
+Events and losses
+-----------------
+``poll(timeout_ms)`` calls ``on_event(cpu, data: bytes)`` per event (``cpu``
+is -1 for the ring buffer, which does not record it: put the CPU in the event
+if you need it) and ``on_lost(count)`` when events were dropped: for the perf
+buffer, the kernel's per-CPU lost records; for the ring buffer, the increase
+of ``ksnoop_lost`` since the last poll.  An exception raised by a callback
+(``BrokenPipeError`` from a closed stdout, say) stops delivery and is
+re-raised by ``poll`` once BCC's C code has returned.
+"""
+
+import contextlib
+import ctypes as ct
+import os
+import re
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+from . import arch as arch_mod
+from . import kheaders
+from .btf import Kind
+from .errors import AttachError
+
+try:  # Debian's python3-bpfcc; absent on machines that only run unit tests
+    import bcc
+    from bcc import BPF
+except ImportError:  # pragma: no cover - depends on the machine
+    bcc = BPF = None
+
+RINGBUF = "ringbuf"
+PERF = "perf"
+_DEBUG_PREPROCESSOR = 0x4
+_CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 21, 38, 39
+_TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+_KPROBE_PMU = "/sys/bus/event_source/devices/kprobe"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A kprobe and/or kretprobe on kernel function ``func``."""
+
+    func: str
+    entry_fn: Optional[str] = None
+    return_fn: Optional[str] = None
+    module: Optional[str] = None
+
+    @property
+    def target(self):  # what kprobe_events / the kprobe PMU is told
+        return f"{self.module}:{self.func}" if self.module else self.func
+
+
+@dataclass(frozen=True)
+class RawTracepoint:
+    """A raw tracepoint program (``int fn(struct bpf_raw_tracepoint_args *ctx)``).
+
+    Works on kernels without kprobes; used by the host tests.
+    """
+
+    tracepoint: str
+    fn: str
+
+
+@dataclass
+class Stats:
+    events: int = 0
+    lost: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class LoadTimes:
+    header_tree_s: float = 0.0
+    compile_s: float = 0.0
+    load_s: float = 0.0
+    programs: int = 0
+
+
+# ------------------------------------------------------------- kernel facts
+def ringbuf_supported(btf):
+    """BPF ring buffers exist (5.8+): the kernel's BTF has bpf_ringbuf_output."""
+    return bool(btf.find("bpf_ringbuf_output", Kind.FUNC))
+
+
+def tracefs_path():
+    for path in _TRACEFS:
+        if os.path.exists(os.path.join(path, "events")) or os.path.exists(
+                os.path.join(path, "kprobe_events")):
+            return path
+    return None
+
+
+def kprobes_available():
+    """(bool, reason) - can this kernel attach kprobes at all?"""
+    if os.path.isdir(_KPROBE_PMU):
+        return True, ""
+    tfs = tracefs_path()
+    if tfs and os.path.exists(os.path.join(tfs, "kprobe_events")):
+        return True, ""
+    where = f"no kprobe_events in {tfs}" if tfs else "tracefs not mounted"
+    return False, (f"this kernel cannot attach kprobes (built without CONFIG_KPROBES?): "
+                   f"no {_KPROBE_PMU} and {where}")
+
+
+def _capabilities():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return 0
+
+
+def privilege_problem(attach=True):
+    """None, or a one-line reason this process may not load/attach BPF."""
+    caps = _capabilities()
+    has = lambda c: bool(caps >> c & 1)  # noqa: E731
+    if has(_CAP_SYS_ADMIN) or (has(_CAP_BPF) and (has(_CAP_PERFMON) or not attach)):
+        return None
+    need = "CAP_BPF+CAP_PERFMON" if attach else "CAP_BPF"
+    return f"permission denied: run as root (or with {need})"
+
+
+def ensure_tracefs():
+    """Path of a mounted tracefs, mounting it at /sys/kernel/tracing if needed."""
+    path = tracefs_path()
+    if path:
+        return path
+    target = _TRACEFS[0]
+    if os.path.isdir(target) and os.geteuid() == 0:
+        libc = ct.CDLL(None, use_errno=True)
+        if libc.mount(b"nodev", target.encode(), b"tracefs", 0, None) == 0:
+            return target
+    return None
+
+
+def default_maxactive():
+    return min(4096, max(64, 4 * (os.cpu_count() or 1)))
+
+
+# ------------------------------------------------------------------ prelude
+def prelude(buffer, pages):
+    """The C prepended to generated code: buffer map, lost counter, KSNOOP_OUTPUT."""
+    if buffer == RINGBUF:
+        decl = f"BPF_RINGBUF_OUTPUT(events, {pages});"
+        send = ("int ret = events.ringbuf_output(data, size, 0);\n"
+                "\tif (ret) {\n\t\tint zero = 0;\n"
+                "\t\tu64 *n = ksnoop_lost.lookup(&zero);\n"
+                "\t\tif (n)\n\t\t\t*n += 1;\n\t}\n\treturn ret;")
+    else:
+        decl = "BPF_PERF_OUTPUT(events);"
+        send = "return events.perf_submit(ctx, data, size);  /* losses: perf lost records */"
+    return (
+        "/* ksnoop runtime prelude */\n"
+        f"#define KSNOOP_BUFFER_RINGBUF {1 if buffer == RINGBUF else 0}\n"
+        f"{decl}\n"
+        "BPF_PERCPU_ARRAY(ksnoop_lost, u64, 1);\n"
+        "static inline __attribute__((always_inline))\n"
+        "int ksnoop_output(void *ctx, void *data, u32 size)\n"
+        f"{{\n\t{send}\n}}\n"
+        "#define KSNOOP_OUTPUT(ctx, data, size) "
+        "ksnoop_output((void *)(ctx), (void *)(data), (size))\n"
+        "/* end of prelude */\n\n"
+    )
+
+
+def _pow2_at_least(n):
+    p = 1
+    while p < n:
+        p <<= 1
+    return p
+
+
+@contextlib.contextmanager
+def _captured_stderr(enabled=True):
+    """Collect what C code writes to fd 2 (BCC prints clang/verifier errors there)."""
+    box = [""]
+    if not enabled:
+        yield box
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield box
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            box[0] = tmp.read().decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def _env(**values):
+    old = {k: os.environ.get(k) for k in values}
+    try:
+        for k, v in values.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _first_error(text, default):
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in lines:
+        if "error:" in ln:
+            return ln
+    return lines[-1] if lines else default
+
+
+def _verifier_reason(log):
+    """The verifier's complaint: the last line before its statistics."""
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    while lines and lines[-1].startswith(("processed ", "verification time", "stack depth")):
+        lines.pop()
+    return lines[-1] if lines else ""
+
+
+def _compile_reason(text, prelude_lines):
+    """The first clang error, with the line number counted in the caller's C."""
+    line = _first_error(text, "see --debug output")
+    m = re.match(r"/virtual/main\.c:(\d+):(\d+): (.*)", line)
+    if m and int(m.group(1)) > prelude_lines:
+        return f"line {int(m.group(1)) - prelude_lines}:{m.group(2)}: {m.group(3)}"
+    return line
+
+
+class _Terminated(SystemExit):
+    """SIGTERM/SIGHUP turned into an exception so ``with`` blocks unwind."""
+
+
+# ------------------------------------------------------------------ session
+class Session:
+    """One compiled BPF object: its programs, probes and output buffer.
+
+    ``with Session(text, probes, btf=btf) as s: s.attach(); s.poll(100)``.
+    """
+
+    def __init__(self, c_text, probes, *, btf, buffer="auto", pages=64,
+                 on_event=None, on_lost=None, maxactive=None, debug=False,
+                 kernel_source=None, arch=None):
+        if BPF is None:
+            raise AttachError("BCC's Python module is missing (Debian: python3-bpfcc)")
+        self.c_text = c_text
+        self.probes = list(probes)
+        self.btf = btf
+        self.arch = arch or arch_mod.current()
+        if buffer == "auto":
+            buffer = RINGBUF if ringbuf_supported(btf) else PERF
+        if buffer not in (RINGBUF, PERF):
+            raise ValueError(f"buffer must be 'auto', {RINGBUF!r} or {PERF!r}")
+        if pages < 1 or pages & (pages - 1):
+            raise ValueError(f"pages must be a power of two, not {pages}")
+        self.buffer = buffer
+        self.pages = pages  # per CPU; the ring buffer gets pages * CPUs in total
+        self.on_event = on_event
+        self.on_lost = on_lost
+        self.maxactive = default_maxactive() if maxactive is None else maxactive
+        self.debug = debug
+        self.kernel_source = kernel_source
+        self.times = LoadTimes()
+        self.notes = []  # one-line remarks (fallbacks taken) for the caller to show
+        self._stats = Stats()
+        self._bpf = None
+        self._fns = {}
+        self._attached = []  # (kind, key, fd)
+        self._lost_seen = 0
+        self._buffer_open = False
+        self._pending = None
+        self._closed = False
+        self._old_handlers = {}
+
+    # -- text
+    @property
+    def ring_pages(self):
+        return _pow2_at_least(self.pages * (os.cpu_count() or 1))
+
+    @property
+    def prelude_lines(self):
+        return self.source().count("\n") - self.c_text.count("\n")
+
+    def source(self):
+        pages = self.ring_pages if self.buffer == RINGBUF else self.pages
+        return prelude(self.buffer, pages) + self.c_text
+
+    # -- compile and load
+    def _compile(self):
+        if self._bpf is not None:
+            return
+        if self._closed:
+            raise AttachError("session is closed")
+        problem = privilege_problem(attach=False)
+        if problem:
+            raise AttachError(problem)
+        t0 = time.perf_counter()
+        kdir = self.kernel_source or kheaders.ensure_header_tree(self.btf, self.arch)
+        t1 = time.perf_counter()
+        text = self.source()
+        flags = self.debug if isinstance(self.debug, int) and not isinstance(
+            self.debug, bool) else (_DEBUG_PREPROCESSOR if self.debug else 0)
+        if self.debug:
+            print(f"ksnoop: BCC_KERNEL_SOURCE={kdir}\n{text}", file=sys.stderr)
+        with _env(BCC_KERNEL_SOURCE=kdir, ARCH=None), \
+                _captured_stderr(not self.debug) as err:
+            try:
+                self._bpf = BPF(text=text.encode(), debug=flags)
+            except Exception:  # BCC raises bare Exception for compile failures
+                self._bpf = None
+        if self._bpf is None:
+            exc = AttachError("BPF compile failed: " + _compile_reason(
+                err[0], self.prelude_lines))
+            exc.details = err[0]
+            raise exc from None
+        self.times.header_tree_s = t1 - t0
+        self.times.compile_s = time.perf_counter() - t1
+
+    def _load(self, name, prog_type):
+        if name in self._fns:
+            return self._fns[name]
+        with _captured_stderr(not self.debug) as err:
+            try:
+                fn = self._bpf.load_func(name.encode(), prog_type)
+            except Exception as e:  # BCC: bare Exception with errno text
+                fn, why = None, str(e)
+        if fn is None:
+            detail = _verifier_reason(err[0]) or why
+            exc = AttachError(f"kernel rejected BPF program {name}: {detail}")
+            exc.details = err[0]
+            raise exc
+        self._fns[name] = fn
+        return fn
+
+    def load_only(self):
+        """Compile and load every program through the verifier; attach nothing."""
+        self._compile()
+        t0 = time.perf_counter()
+        for p in self.probes:
+            if isinstance(p, RawTracepoint):
+                self._load(p.fn, BPF.RAW_TRACEPOINT)
+                continue
+            for name in (p.entry_fn, p.return_fn):
+                if name:
+                    self._load(name, BPF.KPROBE)
+        self.times.load_s = time.perf_counter() - t0
+        self.times.programs = len(self._fns)
+        return self.times
+
+    load = load_only
+
+    # -- attach
+    def attach(self):
+        """Load (if needed) and attach every probe, then open the buffer."""
+        self.load_only()
+        kprobes = [p for p in self.probes if isinstance(p, Probe)]
+        if kprobes:
+            problem = privilege_problem(attach=True)
+            if problem:
+                raise AttachError(problem)
+            ok, why = kprobes_available()
+            if not ok:
+                raise AttachError(why)
+            maxactive = self.maxactive
+            if maxactive > 0 and any(p.return_fn for p in kprobes) and not ensure_tracefs():
+                self.notes.append("tracefs unavailable: kretprobes use the kernel's default "
+                                  "maxactive and missed returns are not counted")
+                maxactive = 0
+        for p in self.probes:
+            if isinstance(p, RawTracepoint):
+                self._attach_raw_tp(p)
+                continue
+            if p.entry_fn:
+                self._attach_kprobe(p, p.entry_fn, retprobe=False, maxactive=0)
+            if p.return_fn:
+                self._attach_kprobe(p, p.return_fn, retprobe=True, maxactive=maxactive)
+        self._open_buffer()
+        return self
+
+    @staticmethod
+    def _ev_name(p, retprobe):
+        safe = "".join(c if c.isalnum() or c == "_" else "_" for c in p.target)
+        return ("r_" if retprobe else "p_") + safe
+
+    def _attach_kprobe(self, p, fn_name, retprobe, maxactive):
+        fn = self._fns[fn_name]
+        ev = self._ev_name(p, retprobe)
+        with _captured_stderr(not self.debug) as err:
+            fd = bcc.lib.bpf_attach_kprobe(fn.fd, 1 if retprobe else 0, ev.encode(),
+                                           p.target.encode(), 0, maxactive)
+            errno = ct.get_errno()
+        if fd < 0:
+            what = "kretprobe" if retprobe else "kprobe"
+            msg = _first_error(err[0], os.strerror(errno) if errno else "")
+            raise AttachError(f"cannot attach {what} to {p.target}: not traceable "
+                              f"(unknown, inlined, or notrace){': ' + msg if msg else ''}")
+        self._attached.append(("kprobe", ev, fd))
+
+    def _attach_raw_tp(self, p):
+        fn = self._fns[p.fn]
+        with _captured_stderr(not self.debug) as err:
+            fd = bcc.lib.bpf_attach_raw_tracepoint(fn.fd, p.tracepoint.encode())
+        if fd < 0:
+            raise AttachError(f"cannot attach to raw tracepoint {p.tracepoint}: "
+                              + _first_error(err[0], "unknown tracepoint"))
+        self._attached.append(("raw_tp", p.tracepoint, fd))
+
+    # -- events
+    def _open_buffer(self):
+        if self._buffer_open:
+            return
+        table = self._bpf[b"events"]
+        if self.buffer == RINGBUF:
+            table.open_ring_buffer(self._ringbuf_cb)
+        else:
+            table.open_perf_buffer(self._perf_cb, page_cnt=self.pages, lost_cb=self._lost_cb)
+        self._buffer_open = True
+
+    def _deliver(self, cpu, data, size):
+        if self._pending is not None:
+            return
+        self._stats.events += 1
+        self._stats.bytes += size
+        if self.on_event is not None:
+            try:
+                self.on_event(cpu, ct.string_at(data, size))
+            except BaseException as e:  # noqa: B036 - re-raised from poll()
+                self._pending = e
+
+    def _perf_cb(self, cpu, data, size):
+        self._deliver(cpu, data, size)
+
+    def _ringbuf_cb(self, ctx, data, size):
+        self._deliver(-1, data, size)
+        return 0
+
+    def _lost_cb(self, count):
+        self._report_lost(count)
+
+    def _report_lost(self, count):
+        if count <= 0 or self._pending is not None:
+            return
+        self._stats.lost += count
+        if self.on_lost is not None:
+            try:
+                self.on_lost(count)
+            except BaseException as e:  # noqa: B036 - re-raised from poll()
+                self._pending = e
+
+    def _read_ringbuf_lost(self):
+        table = self._bpf[b"ksnoop_lost"]
+        total = int(table.sum(table.Key(0)).value)
+        delta, self._lost_seen = total - self._lost_seen, total
+        self._report_lost(delta)
+
+    def poll(self, timeout_ms=100):
+        """Wait up to ``timeout_ms`` for events and deliver them; returns how many."""
+        if self._closed:
+            raise AttachError("session is closed")
+        self._open_buffer()
+        before = self._stats.events
+        if self.buffer == RINGBUF:
+            self._bpf.ring_buffer_poll(timeout_ms)
+            self._read_ringbuf_lost()
+        else:
+            self._bpf.perf_buffer_poll(timeout_ms)
+        if self._pending is not None:
+            exc, self._pending = self._pending, None
+            raise exc
+        return self._stats.events - before
+
+    def stats(self):
+        return Stats(self._stats.events, self._stats.lost, self._stats.bytes)
+
+    def missed_returns(self):
+        """{function: missed kretprobe hits} from tracefs ``kprobe_profile``.
+
+        Only probes BCC created through tracefs (kretprobes with maxactive > 0)
+        are listed there; functions it attached through the kprobe PMU map to
+        None (the kernel keeps their count but exposes it to no reader here).
+        """
+        wanted = {}
+        for p in self.probes:
+            if isinstance(p, Probe) and p.return_fn:
+                wanted[f"{self._ev_name(p, True)}_bcc_{os.getpid()}"] = p.target
+        out = dict.fromkeys(wanted.values())
+        tfs = tracefs_path()
+        if not tfs or not wanted:
+            return out
+        try:
+            with open(os.path.join(tfs, "kprobe_profile")) as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) >= 3 and parts[0].split("/")[-1] in wanted:
+                        out[wanted[parts[0].split("/")[-1]]] = int(parts[2])
+        except OSError:
+            pass
+        return out
+
+    # -- teardown
+    def close(self):
+        """Detach every probe, close every program and map.  Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        errors = []
+        for kind, key, fd in reversed(self._attached):
+            try:
+                if kind == "kprobe":
+                    bcc.lib.bpf_close_perf_event_fd(fd)
+                    with _captured_stderr(not self.debug):
+                        bcc.lib.bpf_detach_kprobe(key.encode())
+                else:
+                    os.close(fd)
+            except Exception as e:  # keep detaching the rest
+                errors.append(f"{key}: {e}")
+        self._attached.clear()
+        if self._bpf is not None:
+            try:
+                self._bpf.cleanup()  # closes programs and maps, frees the ring buffer
+            except Exception as e:
+                errors.append(str(e))
+            self._bpf = None
+        self._fns.clear()
+        self._restore_signals()
+        if errors:
+            self.notes.append("detach problems: " + "; ".join(errors))
+
+    def _on_signal(self, signum, frame):
+        raise _Terminated(128 + signum)
+
+    def _install_signals(self):
+        import threading
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) is signal.SIG_DFL:
+                self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+
+    def _restore_signals(self):
+        for sig, old in self._old_handlers.items():
+            with contextlib.suppress(ValueError):
+                signal.signal(sig, old)
+        self._old_handlers.clear()
+
+    def __enter__(self):
+        self._install_signals()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __del__(self):
+        with contextlib.suppress(Exception):
+            self.close()
