@@ -1,0 +1,253 @@
+"""TracePlan -> BPF C, from the template in bpf/ksnoop.bpf.c.
+
+One entry and one return program per function, with the plan baked in:
+predicates are compiled comparisons evaluated first, in the order written,
+before any bytes are copied; each value is fetched with a fixed sequence of
+reads; events are exactly the size the layout says.
+"""
+
+import os
+import string
+
+from .layout import CALL, ENTRY, HEADER_FIELDS, RETURN, layouts_for
+from .resolve import DEREF, MEMORY, REGS, SCALAR, STRING
+
+TEMPLATE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bpf",
+                        "ksnoop.bpf.c")
+STASH_ENTRIES = 10240
+_OPS = {"==", "!=", ">", ">=", "<", "<="}
+
+
+def _template():
+    with open(TEMPLATE) as f:
+        return string.Template(f.read())
+
+
+def _const(value, ctype):
+    if ctype.startswith("s"):
+        return f"({ctype})({value}LL)" if value >= -(1 << 63) + 1 else f"({ctype})(-{abs(value) - 1}LL - 1)"
+    return f"({ctype}){value}ULL"
+
+
+def _read(value):
+    return "bpf_probe_read_user" if value.user else "bpf_probe_read_kernel"
+
+
+def header_struct():
+    lines = []
+    for ctype, code, name in HEADER_FIELDS:
+        if code.endswith("s"):
+            lines.append(f"\t{ctype} {name}[{code[:-1]}];")
+        else:
+            lines.append(f"\t{ctype} {name};")
+    return "\n".join(lines)
+
+
+def event_struct(ev):
+    """The C struct of one event layout, with its offsets asserted."""
+    lines, pos, pad = [f"struct {ev.c_name} {{", "\tstruct ksnoop_hdr hdr;"], 40, 0
+    asserts = []
+
+    def field(ctype, name, offset, count=0):
+        nonlocal pos, pad
+        if offset > pos:
+            lines.append(f"\tu8 _pad{pad}[{offset - pos}];")
+            pad += 1
+        lines.append(f"\t{ctype} {name}{f'[{count}]' if count else ''};")
+        asserts.append((name, offset))
+        pos = offset + (count or int(ctype[1:]) // 8)
+
+    for i, s in enumerate(ev.slots):
+        lines.append(f"\t/* {s.value.name} */")
+        if s.ptr >= 0:
+            field("u64", f"v{i}_ptr", s.ptr)
+        if s.status >= 0:
+            field("s32", f"v{i}_status", s.status)
+        if s.data >= 0:
+            field("u8", f"v{i}_data", s.data, s.size)
+    if ev.size > pos:
+        lines.append(f"\tu8 _pad{pad}[{ev.size - pos}];")
+    lines.append("} __attribute__((packed));")
+    for name, offset in asserts:
+        lines.append(f"_Static_assert(__builtin_offsetof(struct {ev.c_name}, {name}) == {offset}, "
+                     f"\"layout\");")
+    lines.append(f"_Static_assert(sizeof(struct {ev.c_name}) == {ev.size}, \"layout\");")
+    return "\n".join(lines)
+
+
+def _hops(value, var, fail, indent):
+    """Follow the value's pointer hops; ``fail`` runs when a read faults."""
+    out = []
+    for off in value.hops:
+        out.append(f"{indent}if ({_read(value)}(&{var}, sizeof({var}), (void *)({var} + {off}))) {fail}")
+    return out
+
+
+def _predicate(value, fail, indent):
+    """Code that evaluates this value's predicates and runs ``fail`` if one is false."""
+    out = [f"{indent}{{", f"{indent}\tu64 p = (u64){value.reg};"]
+    inner = indent + "\t"
+    out += _hops(value, "p", fail, inner)
+    if value.kind == SCALAR and value.read_off >= 0:
+        out.append(f"{inner}u64 raw = 0;")
+        out.append(f"{inner}if ({_read(value)}(&raw, {value.size}, (void *)(p + {value.read_off}))) {fail}")
+        if value.bitfield:
+            shift, bits = value.bitfield
+            out.append(f"{inner}raw = (raw >> {shift}) & {(1 << bits) - 1}ULL;")
+        out.append(f"{inner}{value.ctype} v = ({value.ctype})raw;")
+    else:
+        out.append(f"{inner}{value.ctype} v = ({value.ctype})p;")
+    for pred in value.preds:
+        assert pred.op in _OPS
+        out.append(f"{inner}if (!(v {pred.op} {_const(pred.value, value.ctype)})) {fail}")
+    out.append(f"{indent}}}")
+    return out
+
+
+def _capture(slot, i, ev, indent):
+    """Code that copies one value into slot ``i`` of event pointer ``e``."""
+    v = slot.value
+    f = f"e->v{i}"
+    if v.kind == SCALAR and v.read_off < 0:
+        return [f"{indent}{f}_ptr = (u64){v.reg};"]
+    if v.kind == REGS:
+        return [f"{indent}*(u64 *)&{f}_data[{8 * k}] = (u64){reg};" for k, reg in enumerate(v.regs)]
+    out = [f"{indent}{{", f"{indent}\tu64 p = (u64){v.reg};", f"{indent}\tlong err = 0;"]
+    inner = indent + "\t"
+    for off in v.hops:
+        out.append(f"{inner}if (!err) err = {_read(v)}(&p, sizeof(p), (void *)(p + {off}));")
+    if v.kind in (DEREF, STRING):
+        out.append(f"{inner}{f}_ptr = err ? 0 : p;")
+    if v.kind == STRING:
+        fn = "bpf_probe_read_user_str" if v.user else "bpf_probe_read_kernel_str"
+        out.append(f"{inner}if (!err) err = {fn}({f}_data, {slot.size}, (void *)(p + {v.read_off}));")
+    elif v.kind == SCALAR:
+        out.append(f"{inner}*(u64 *){f}_data = 0;")
+        out.append(f"{inner}if (!err) err = {_read(v)}({f}_data, {v.size}, (void *)(p + {v.read_off}));")
+        if v.bitfield:
+            shift, bits = v.bitfield
+            out.append(f"{inner}*(u64 *){f}_data = (*(u64 *){f}_data >> {shift}) & {(1 << bits) - 1}ULL;")
+    else:  # DEREF, MEMORY
+        out.append(f"{inner}if (!err) err = {_read(v)}({f}_data, {slot.size}, (void *)(p + {v.read_off}));")
+    out.append(f"{inner}{f}_status = err;")
+    out.append(f"{indent}}}")
+    return out
+
+
+def _pid_filter(pid):
+    if not pid:
+        return []
+    return [f"\tif ((id >> 32) != {int(pid)}) return 0;"]
+
+
+def _scratch(ev):
+    return ["\tu32 zero = 0;",
+            f"\tstruct {ev.c_name} *e = (struct {ev.c_name} *)ksnoop_scratch.lookup(&zero);",
+            "\tif (!e) return 0;"]
+
+
+def _entry_program(fp, ev, pid):
+    name = f"ksnoop_entry_{fp.index}"
+    out = [f"int {name}(struct pt_regs *ctx)", "{", "\tu64 id = bpf_get_current_pid_tgid();"]
+    out += _pid_filter(pid)
+    if fp.stash:
+        out += [f"\tstruct ksnoop_stash_key key = {{ .tid = (u32)id }};",
+                f"\tu32 *dp = ksnoop_depth_{fp.index}.lookup(&key.tid);",
+                "\tu32 depth = dp ? *dp : 0;",
+                f"\tkey.depth = depth & {STASH_DEPTH - 1};",
+                "\tdepth++;",
+                f"\tksnoop_depth_{fp.index}.update(&key.tid, &depth);"]
+        fail = f"{{ ksnoop_stash_{fp.index}.delete(&key); return 0; }}"
+    else:
+        fail = "return 0;"
+    for v in fp.entry:
+        if v.preds:
+            out += _predicate(v, fail, "\t")
+    out += _scratch(ev)
+    out.append(f"\tksnoop_fill_hdr(&e->hdr, id, {fp.index}, {ev.kind});")
+    for i, slot in enumerate(ev.slots):
+        if not slot.value.at_return:
+            out += _capture(slot, i, ev, "\t")
+    if fp.stash:
+        out.append(f"\tksnoop_stash_{fp.index}.update(&key, e);")
+    else:
+        out.append("\tKSNOOP_OUTPUT(ctx, e, sizeof(*e));")
+    out += ["\treturn 0;", "}"]
+    return name, out
+
+
+def _return_program(fp, ev, pid):
+    name = f"ksnoop_return_{fp.index}"
+    out = [f"int {name}(struct pt_regs *ctx)", "{", "\tu64 id = bpf_get_current_pid_tgid();"]
+    out += _pid_filter(pid)
+    if fp.stash:
+        out += ["\tstruct ksnoop_stash_key key = { .tid = (u32)id };",
+                f"\tu32 *dp = ksnoop_depth_{fp.index}.lookup(&key.tid);",
+                "\tif (!dp || *dp == 0) return 0;",
+                "\tu32 depth = *dp - 1;",
+                f"\tksnoop_depth_{fp.index}.update(&key.tid, &depth);",
+                f"\tkey.depth = depth & {STASH_DEPTH - 1};",
+                f"\tstruct {ev.c_name} *e = (struct {ev.c_name} *)ksnoop_stash_{fp.index}.lookup(&key);",
+                "\tif (!e) return 0;"]
+        fail = f"{{ ksnoop_stash_{fp.index}.delete(&key); return 0; }}"
+        for v in fp.ret:
+            if v.preds:
+                out += _predicate(v, fail, "\t")
+        out += ["\te->hdr.cpu = bpf_get_smp_processor_id();"]
+    else:
+        for v in fp.ret:
+            if v.preds:
+                out += _predicate(v, "return 0;", "\t")
+        out += _scratch(ev)
+        out.append(f"\tksnoop_fill_hdr(&e->hdr, id, {fp.index}, {ev.kind});")
+    for i, slot in enumerate(ev.slots):
+        if slot.value.at_return:
+            out += _capture(slot, i, ev, "\t")
+    out.append("\tKSNOOP_OUTPUT(ctx, e, sizeof(*e));")
+    if fp.stash:
+        out.append(f"\tksnoop_stash_{fp.index}.delete(&key);")
+    out += ["\treturn 0;", "}"]
+    return name, out
+
+
+STASH_DEPTH = 64
+
+
+def generate(plan, pid=0):
+    """(C text, [(function plan, entry program name or None, return name or None)])."""
+    structs, maps, programs, probes = [], [], [], []
+    scratch = 64
+    for fp in plan.funcs:
+        evs = layouts_for(fp)
+        entry_name = ret_name = None
+        for ev in evs:
+            structs.append(event_struct(ev))
+            scratch = max(scratch, ev.size)
+        if fp.stash:
+            (ev,) = evs
+            maps.append(f"BPF_TABLE(\"lru_hash\", u32, u32, ksnoop_depth_{fp.index}, {STASH_ENTRIES});")
+            maps.append(f"BPF_TABLE(\"lru_hash\", struct ksnoop_stash_key, struct {ev.c_name}, "
+                        f"ksnoop_stash_{fp.index}, {STASH_ENTRIES});")
+            entry_name, code = _entry_program(fp, ev, pid)
+            programs.append("\n".join(code))
+            ret_name, code = _return_program(fp, ev, pid)
+            programs.append("\n".join(code))
+        else:
+            for ev in evs:
+                if ev.kind == ENTRY:
+                    entry_name, code = _entry_program(fp, ev, pid)
+                else:
+                    ret_name, code = _return_program(fp, ev, pid)
+                programs.append("\n".join(code))
+        probes.append((fp, entry_name, ret_name))
+    text = _template().substitute(
+        header_fields=header_struct(),
+        event_structs="\n\n".join(structs),
+        scratch_size=scratch,
+        maps="\n".join(maps),
+        programs="\n\n".join(programs),
+    )
+    return text, probes
+
+
+__all__ = ["generate", "CALL", "ENTRY", "RETURN"]

@@ -1,0 +1,346 @@
+"""TraceSpec + kernel -> TracePlan: everything the BPF side needs, as data.
+
+For each value the plan says where it starts (an argument register or the
+return register), which pointers to follow (``hops``: read a pointer at
+``ptr + off``), and what to copy at the end: the scalar itself, a bounded
+block of memory, the object a pointer points to, or a string.  Predicate
+constants are checked against the value's C type here, so generated C never
+sees a literal that does not fit.
+"""
+
+from dataclasses import dataclass, field
+
+from . import callconv
+from .arch import current as current_arch
+from .btf import Kind
+from .cdecl import type_name
+from .errors import SpecError, SymbolError
+from .functions import find_function
+from .spec import RETURN
+
+DEFAULT_LIMIT = 2048
+STRING_LIMIT = 256
+
+SCALAR, MEMORY, DEREF, STRING, REGS = "scalar", "memory", "deref", "string", "regs"
+_SCALAR_KINDS = (Kind.INT, Kind.ENUM, Kind.ENUM64, Kind.PTR)
+
+
+@dataclass(frozen=True)
+class Pred:
+    op: str
+    value: int  # already in range for ctype
+    pos: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Value:
+    name: str  # as the user wrote it: skb->len
+    at_return: bool
+    kind: str  # SCALAR MEMORY DEREF STRING REGS
+    type_id: int  # the value's type (a pointer's type for DEREF/STRING)
+    show_type: int  # what the captured bytes are rendered as
+    reg: str  # C expression of the starting register
+    regs: tuple = ()  # REGS: several register expressions
+    hops: tuple = ()  # offsets of pointers to follow before the final access
+    read_off: int = -1  # -1: the value is the pointer itself; else read at ptr + read_off
+    size: int = 8  # bytes captured (scalar width, or the capped object size)
+    full_size: int = 8  # the type's full size (so truncation can be reported)
+    ctype: str = "u64"  # C type a predicate compares as
+    bitfield: tuple = ()  # (bit offset inside the read, bit count)
+    user: bool = False  # pointer into user memory
+    preds: tuple = ()  # Pred...
+
+
+@dataclass(frozen=True)
+class FuncPlan:
+    index: int
+    name: str
+    module: str
+    addr: int
+    btf: object = field(compare=False, repr=False)
+    entry: tuple = ()  # Values captured at entry
+    ret: tuple = ()  # Values captured at return
+    stash: bool = False  # entry values are held until return
+    notes: tuple = ()  # arguments left out of the default set, and why
+
+    @property
+    def entry_preds(self):
+        return any(v.preds for v in self.entry)
+
+    @property
+    def return_preds(self):
+        return any(v.preds for v in self.ret)
+
+
+@dataclass(frozen=True)
+class TracePlan:
+    funcs: tuple
+    limit: int
+    arch: str
+
+
+def _ctype(btf, tid):
+    """(C type, lower bound, upper bound) of a scalar type."""
+    t = btf[btf.resolve(tid)]
+    if t.kind == Kind.PTR:
+        return "u64", 0, (1 << 64) - 1
+    size = t.size if t.kind != Kind.PTR else 8
+    signed = t.signed
+    if t.kind == Kind.INT and t.encoding & 4:  # bool
+        signed = False
+    bits = 8 * min(size, 8)
+    if signed:
+        return f"s{bits}", -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return f"u{bits}", 0, (1 << bits) - 1
+
+
+def find_member(btf, tid, name):
+    """(bit offset, Member) of ``name`` in a struct/union, searching anonymous members."""
+    t = btf[btf.resolve(tid)]
+    for m in t.members:
+        if m.name == name:
+            return m.bit_offset, m
+    for m in t.members:
+        if not m.name:
+            inner = btf[btf.resolve(m.type)]
+            if inner.kind in (Kind.STRUCT, Kind.UNION):
+                found = find_member(btf, inner.id, name)
+                if found:
+                    return m.bit_offset + found[0], found[1]
+    return None
+
+
+def _is_user_ptr(btf, tid):
+    """A pointer whose target carries BTF type tag "user" (__user)."""
+    t = btf[btf.skip_qualifiers(tid)]
+    if t.kind != Kind.PTR:
+        return False
+    for _ in range(16):
+        t = btf[t.type]
+        if t.kind == Kind.TYPE_TAG and t.name == "user":
+            return True
+        if t.kind not in (Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TYPE_TAG):
+            return False
+    return False
+
+
+def _pointee_display(btf, ptr_tid, limit):
+    """How to show what a pointer points to: (kind, type, size, full size)."""
+    target = btf[btf.resolve(btf[btf.resolve(ptr_tid)].type)]
+    if target.kind == Kind.INT and target.size == 1:
+        return STRING, target.id, min(limit, STRING_LIMIT), 0
+    if target.kind in (Kind.STRUCT, Kind.UNION, Kind.INT, Kind.ENUM, Kind.ENUM64, Kind.ARRAY):
+        full = btf.size_of(target.id)
+        if full:
+            return DEREF, btf[btf.resolve(ptr_tid)].type, min(full, limit), full
+    return None
+
+
+class _Resolver:
+    def __init__(self, kernel, limit, arch):
+        self.kernel = kernel
+        self.limit = limit
+        self.arch = arch
+
+    def function(self, spec, index):
+        try:
+            fn = find_function(self.kernel, spec.func)
+        except SymbolError as e:
+            raise spec.error(str(e), spec.func_pos, len(spec.func)) from None
+        addr = 0
+        if self.kernel.live:
+            try:
+                sym = self.kernel.kallsyms.function(spec.func)
+                addr = sym.addr
+            except SymbolError as e:
+                raise spec.error(f"{e}; it cannot be traced", spec.func_pos, len(spec.func)) from None
+        btf, proto = fn.btf, fn.proto
+        slots = callconv.assign(btf, proto, self.arch.machine)
+        if not spec.explicit:
+            return self._default(spec, index, fn, addr, slots)
+        entry, ret = {}, {}
+        for vs in spec.values:
+            target = ret if vs.is_return else entry
+            val = self.value(spec, fn, slots, vs)
+            prev = target.get(val.name)
+            if prev is not None:
+                val = Value(**{**prev.__dict__, "preds": prev.preds + val.preds})
+            target[val.name] = val
+        return self._plan(index, fn, addr, tuple(entry.values()), tuple(ret.values()))
+
+    def _default(self, spec, index, fn, addr, slots):
+        btf, entry, notes = fn.btf, [], []
+        for s in slots:
+            if not s.traceable:
+                notes.append(f"{s.name or f'arg{s.index + 1}'}: {s.why}")
+                continue
+            entry.append(self._from_register(btf, s, s.name or f"arg{s.index + 1}", at_return=False))
+        if fn.proto.is_variadic:
+            notes.append("variadic arguments: not traceable")
+        ret = ()
+        if fn.return_type != 0:
+            ret = (self._return(btf, fn.return_type, RETURN),)
+        return self._plan(index, fn, addr, tuple(entry), ret, tuple(notes))
+
+    def _plan(self, index, fn, addr, entry, ret, notes=()):
+        stash = bool(entry and ret and (any(v.preds for v in entry) or any(v.preds for v in ret)))
+        return FuncPlan(index, fn.name, fn.module, addr, fn.btf, entry, ret, stash, notes)
+
+    def value(self, spec, fn, slots, vs):
+        btf = fn.btf
+        if vs.is_return:
+            if fn.return_type == 0:
+                raise spec.error(f"{fn.name} returns void: there is no return value",
+                                 vs.pos, len(RETURN))
+            start = self._return(btf, fn.return_type, RETURN, follow=False)
+        else:
+            slot = next((s for s in slots if s.name == vs.base), None)
+            if slot is None:
+                names = ", ".join(p.name for p in fn.proto.params if p.name) or "none"
+                raise spec.error(f"{fn.name} has no argument '{vs.base}' (arguments: {names})",
+                                 vs.pos, len(vs.base))
+            if not slot.traceable:
+                raise spec.error(f"argument '{vs.base}' of {fn.name} is not traceable ({slot.why})",
+                                 vs.pos, len(vs.base))
+            start = self._from_register(btf, slot, vs.base, at_return=False, follow=False)
+        val = self._walk(spec, btf, start, vs) if vs.steps else self._finish_register(btf, start)
+        if vs.predicate is not None:
+            val = self._predicate(spec, btf, val, vs)
+        return Value(**{**val.__dict__, "name": vs.path})
+
+    def _from_register(self, btf, slot, name, at_return, follow=True):
+        regs = tuple(self.arch.arg(r) for r in slot.regs)
+        t = btf[btf.resolve(slot.type)]
+        if t.kind in (Kind.STRUCT, Kind.UNION) or len(regs) > 1:
+            size = btf.size_of(slot.type)
+            return Value(name, at_return, REGS, slot.type, slot.type, regs[0], regs=regs,
+                         size=8 * len(regs), full_size=size)
+        val = Value(name, at_return, SCALAR, slot.type, slot.type, regs[0],
+                    size=8, full_size=8, ctype=_ctype(btf, slot.type)[0])
+        return self._finish_register(btf, val) if follow else val
+
+    def _return(self, btf, tid, name, follow=True):
+        t = btf[btf.resolve(tid)]
+        if t.kind in (Kind.STRUCT, Kind.UNION):
+            size = btf.size_of(tid)
+            regs = (self.arch.ret(),)
+            return Value(name, True, REGS, tid, tid, regs[0], regs=regs, size=8, full_size=size)
+        val = Value(name, True, SCALAR, tid, tid, self.arch.ret(), ctype=_ctype(btf, tid)[0])
+        return self._finish_register(btf, val) if follow else val
+
+    def _finish_register(self, btf, val):
+        """A register value: pointers to data are shown as what they point to."""
+        if val.kind != SCALAR or btf[btf.resolve(val.type_id)].kind != Kind.PTR:
+            return val
+        shown = _pointee_display(btf, val.type_id, self.limit)
+        if shown is None:
+            return val
+        kind, show, size, full = shown
+        return Value(**{**val.__dict__, "kind": kind, "show_type": show, "read_off": 0,
+                        "size": size, "full_size": full,
+                        "user": _is_user_ptr(btf, val.type_id)})
+
+    def _walk(self, spec, btf, val, vs):
+        tid, hops, off, in_memory = val.type_id, [], 0, False
+        user = False
+        bit_info = ()
+        path = vs.base
+        for i, step in enumerate(vs.steps):
+            cur = btf[btf.resolve(tid)]
+            if bit_info:
+                raise spec.error(f"{path} is a bitfield: it has no members", step.pos, len(step.name))
+            if step.deref:
+                if cur.kind != Kind.PTR or btf[btf.resolve(cur.type)].kind not in (Kind.STRUCT, Kind.UNION):
+                    raise spec.error(f"'->' needs a pointer to a struct or union, but {path} is "
+                                     f"'{type_name(btf, tid)}'", step.pos - 2, 2)
+                user = user or _is_user_ptr(btf, tid)
+                if in_memory:
+                    hops.append(off)
+                in_memory, off = True, 0
+                agg = cur.type
+            else:
+                if cur.kind == Kind.PTR:
+                    raise spec.error(f"{path} is a pointer: use '->'", step.pos - 1, 1)
+                if cur.kind not in (Kind.STRUCT, Kind.UNION):
+                    raise spec.error(f"'.' needs a struct or union, but {path} is "
+                                     f"'{type_name(btf, tid)}'", step.pos - 1, 1)
+                if not in_memory:
+                    raise spec.error(f"{path} is passed by value in registers; '.' on it is not "
+                                     "supported", step.pos - 1, 1)
+                agg = cur.id
+            found = find_member(btf, agg, step.name)
+            if found is None:
+                names = ", ".join(m.name for m in btf[btf.resolve(agg)].members if m.name)
+                raise spec.error(f"'{type_name(btf, agg)}' has no member '{step.name}'"
+                                 + (f" (members: {_short(names)})" if names else ""),
+                                 step.pos, len(step.name))
+            bit_off, member = found
+            if member.bitfield_size:
+                start = bit_off // 8
+                bit_info = (bit_off - 8 * start, member.bitfield_size)
+                off += start
+            else:
+                if bit_off % 8:
+                    raise spec.error(f"member '{step.name}' is not byte aligned", step.pos, len(step.name))
+                off += bit_off // 8
+            tid = member.type
+            path += ("->" if step.deref else ".") + step.name
+        reg = val.reg
+        final = btf[btf.resolve(tid)]
+        if bit_info:
+            nbytes = (bit_info[0] + bit_info[1] + 7) // 8
+            ctype = "s64" if btf[btf.resolve(tid)].signed else "u64"
+            return Value(path, val.at_return, SCALAR, tid, tid, reg, hops=tuple(hops), read_off=off,
+                         size=nbytes, full_size=nbytes, ctype=ctype, bitfield=bit_info, user=user)
+        if final.kind in _SCALAR_KINDS and btf.size_of(tid) <= 8:
+            size = btf.size_of(tid)
+            base = Value(path, val.at_return, SCALAR, tid, tid, reg, hops=tuple(hops), read_off=off,
+                         size=size, full_size=size, ctype=_ctype(btf, tid)[0], user=user)
+            if final.kind == Kind.PTR:
+                shown = _pointee_display(btf, tid, self.limit)
+                if shown is not None:
+                    kind, show, nbytes, full = shown
+                    return Value(path, val.at_return, kind, tid, show, reg, hops=tuple(hops) + (off,),
+                                 read_off=0, size=nbytes, full_size=full, ctype="u64",
+                                 user=user or _is_user_ptr(btf, tid))
+            return base
+        full = btf.size_of(tid)
+        if not full:
+            raise spec.error(f"{path} has type '{type_name(btf, tid)}', which has no size",
+                             vs.steps[-1].pos, len(vs.steps[-1].name))
+        return Value(path, val.at_return, MEMORY, tid, tid, reg, hops=tuple(hops), read_off=off,
+                     size=min(full, self.limit), full_size=full, user=user)
+
+    def _predicate(self, spec, btf, val, vs):
+        p = vs.predicate
+        if val.kind in (MEMORY, REGS):
+            raise spec.error(f"{vs.path} is '{type_name(btf, val.type_id)}', not a number: "
+                             "it cannot be compared", p.pos, len(p.op))
+        if val.bitfield:
+            lo, hi = (0, (1 << val.bitfield[1]) - 1)
+        else:
+            _, lo, hi = _ctype(btf, val.type_id)
+        if not lo <= p.value <= hi:
+            raise spec.error(f"{p.literal} is out of range for {vs.path} "
+                             f"('{type_name(btf, val.type_id)}': {lo}..{hi})",
+                             p.end - len(p.literal), len(p.literal))
+        return Value(**{**val.__dict__, "preds": (Pred(p.op, p.value, p.pos, p.end),)})
+
+
+def _short(names, limit=120):
+    return names if len(names) <= limit else names[:limit].rsplit(", ", 1)[0] + ", ..."
+
+
+def resolve(specs, kernel, limit=DEFAULT_LIMIT, arch=None):
+    """Resolve parsed specs against the kernel's types and symbols."""
+    arch = arch or current_arch()
+    r = _Resolver(kernel, limit, arch)
+    funcs, seen = [], {}
+    for i, spec in enumerate(specs):
+        if spec.func in seen:
+            raise spec.error(f"{spec.func} is traced twice; put all its values in one spec",
+                             spec.func_pos, len(spec.func))
+        seen[spec.func] = i
+        funcs.append(r.function(spec, i))
+    return TracePlan(tuple(funcs), limit, arch.machine)

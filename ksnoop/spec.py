@@ -1,0 +1,220 @@
+"""Trace spec language: text -> frozen TraceSpec with source spans.
+
+    spec   := FUNC [ "(" [ value { "," value } ] ")" ]
+    value  := ( "return" | IDENT ) { ("->" | ".") IDENT } [ OP LITERAL ]
+    OP     := "==" | "!=" | ">" | ">=" | "<" | "<="
+    LITERAL:= ["-"] ( DECIMAL | "0x" HEX | "0o" OCTAL | "0b" BINARY )
+
+Whitespace is allowed anywhere between tokens.  Every error names the bad
+token by its position so the CLI can underline it.
+"""
+
+import re
+from dataclasses import dataclass
+
+from .errors import SpecError
+
+OPS = ("==", "!=", ">=", "<=", ">", "<")
+RETURN = "return"
+MAX_VALUES = 8
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NUM = re.compile(r"-?\s*(?:0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|[0-9]+)(?:[uU]?[lL]{0,2}|[lL]{1,2}[uU]?)?")
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # ident num arrow dot op punct end
+    text: str
+    pos: int
+
+
+@dataclass(frozen=True)
+class Step:
+    """One member access: ``->name`` (deref=True) or ``.name``."""
+
+    name: str
+    deref: bool
+    pos: int
+
+
+@dataclass(frozen=True)
+class Predicate:
+    op: str
+    value: int
+    literal: str
+    pos: int  # of the operator
+    end: int  # end of the literal
+
+
+@dataclass(frozen=True)
+class ValueSpec:
+    base: str  # parameter name, or "return"
+    steps: tuple  # Step...
+    predicate: object  # Predicate or None
+    pos: int
+    end: int
+
+    @property
+    def is_return(self):
+        return self.base == RETURN
+
+    @property
+    def path(self):
+        """The value as the user wrote it, without spaces: ``skb->dev->name``."""
+        return self.base + "".join(("->" if s.deref else ".") + s.name for s in self.steps)
+
+
+@dataclass(frozen=True)
+class TraceSpec:
+    text: str
+    func: str
+    func_pos: int
+    values: tuple  # ValueSpec...; empty means "the default set"
+    explicit: bool  # an argument list was given
+
+    def error(self, message, pos, length=1):
+        return SpecError(message, self.text, pos, length)
+
+
+def tokenize(text):
+    tokens, pos = [], 0
+    while pos < len(text):
+        ch = text[pos]
+        if ch.isspace():
+            pos += 1
+            continue
+        if text.startswith("->", pos):
+            tokens.append(Token("arrow", "->", pos))
+            pos += 2
+            continue
+        m = _IDENT.match(text, pos)
+        if m:
+            tokens.append(Token("ident", m.group(), pos))
+            pos = m.end()
+            continue
+        m = _NUM.match(text, pos)
+        if m:
+            tokens.append(Token("num", m.group(), pos))
+            pos = m.end()
+            if pos < len(text) and (text[pos].isalnum() or text[pos] == "_"):
+                bad = re.match(r"[A-Za-z0-9_]+", text[m.start():])
+                raise SpecError(f"bad number {bad.group()!r}", text, m.start(), len(bad.group()))
+            continue
+        for op in OPS:
+            if text.startswith(op, pos):
+                tokens.append(Token("op", op, pos))
+                pos += len(op)
+                break
+        else:
+            if ch in "(),.":
+                tokens.append(Token("dot" if ch == "." else "punct", ch, pos))
+                pos += 1
+            elif ch == "=":
+                raise SpecError("'=' is not a comparison; use '=='", text, pos, 1)
+            elif ch == "-":
+                raise SpecError("expected '->' or a number after '-'", text, pos, 1)
+            else:
+                raise SpecError(f"unexpected character {ch!r}", text, pos, 1)
+    tokens.append(Token("end", "", len(text)))
+    return tokens
+
+
+def parse_literal(text, pos, full):
+    """A literal's integer value; SpecError pointing at it when malformed."""
+    body = text.replace(" ", "").replace("\t", "").rstrip("uUlL")
+    neg = body.startswith("-")
+    digits = body[1:] if neg else body
+    try:
+        value = int(digits, 0) if not (len(digits) > 1 and digits[0] == "0" and digits[1].isdigit()) \
+            else int(digits, 8)
+    except ValueError:
+        raise SpecError(f"bad number {text!r}", full, pos, len(text)) from None
+    return -value if neg else value
+
+
+class _Parser:
+    def __init__(self, text):
+        self.text = text
+        self.tokens = tokenize(text)
+        self.i = 0
+
+    @property
+    def tok(self):
+        return self.tokens[self.i]
+
+    def take(self):
+        tok = self.tokens[self.i]
+        self.i += 1
+        return tok
+
+    def fail(self, message, tok=None):
+        tok = tok or self.tok
+        length = len(tok.text) if tok.text else 1
+        raise SpecError(message, self.text, tok.pos, length)
+
+    def expect(self, kind, text=None, what=None):
+        tok = self.tok
+        if tok.kind != kind or (text is not None and tok.text != text):
+            found = f"{tok.text!r}" if tok.text else "end of spec"
+            self.fail(f"expected {what or repr(text) or kind}, found {found}")
+        return self.take()
+
+    def spec(self):
+        if self.tok.kind == "end":
+            self.fail("empty trace spec: expected a function name")
+        func = self.expect("ident", what="a function name")
+        if func.text == RETURN:
+            self.fail("'return' is not a function name", func)
+        values, explicit = [], False
+        if self.tok.kind == "punct" and self.tok.text == "(":
+            explicit = True
+            self.take()
+            if not (self.tok.kind == "punct" and self.tok.text == ")"):
+                values.append(self.value())
+                while self.tok.kind == "punct" and self.tok.text == ",":
+                    self.take()
+                    values.append(self.value())
+            self.expect("punct", ")", what="',' or ')'")
+        if self.tok.kind != "end":
+            self.fail(f"unexpected {self.tok.text!r} after the spec")
+        self._check(values)
+        return TraceSpec(self.text, func.text, func.pos, tuple(values), explicit)
+
+    def value(self):
+        base = self.expect("ident", what="an argument name or 'return'")
+        steps = []
+        while self.tok.kind in ("arrow", "dot"):
+            deref = self.take().kind == "arrow"
+            name = self.expect("ident", what="a member name")
+            steps.append(Step(name.text, deref, name.pos))
+        pred = None
+        end = self.tokens[self.i - 1].pos + len(self.tokens[self.i - 1].text)
+        if self.tok.kind == "op":
+            op = self.take()
+            lit = self.tok
+            if lit.kind != "num":
+                found = f"{lit.text!r}" if lit.text else "end of spec"
+                self.fail(f"expected a number after '{op.text}', found {found}")
+            self.take()
+            value = parse_literal(lit.text, lit.pos, self.text)
+            end = lit.pos + len(lit.text)
+            pred = Predicate(op.text, value, lit.text, op.pos, end)
+        return ValueSpec(base.text, tuple(steps), pred, base.pos, end)
+
+    def _check(self, values):
+        seen = {}
+        for v in values:
+            key = v.path
+            if key in seen and v.predicate is None and seen[key].predicate is None:
+                raise SpecError(f"{key} is named twice", self.text, v.pos, v.end - v.pos)
+            seen.setdefault(key, v)
+        if len(values) > MAX_VALUES:
+            extra = values[MAX_VALUES]
+            raise SpecError(f"too many values: at most {MAX_VALUES} per function",
+                            self.text, extra.pos, extra.end - extra.pos)
+
+
+def parse(text):
+    """Parse one trace spec.  Raises SpecError with the bad token's span."""
+    return _Parser(text).spec()
