@@ -157,6 +157,10 @@ def report(err):
         click.echo(f"ksnoop: {err}", err=True)
 
 
+from .cmd_render import render_cmd  # noqa: E402
+cli.add_command(render_cmd)
+
+
 def main(argv=None):
     try:
         rc = cli.main(args=argv, prog_name="ksnoop", standalone_mode=False)

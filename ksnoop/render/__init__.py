@@ -75,6 +75,21 @@ class Renderer:
             return render_json(node, have, size)
         return self._tree.render_node(node, have, size)
 
+    def render_many(self, data, count, sep="", offset=0):
+        """``count`` values stored back to back from ``offset``, joined, each followed by ``sep``."""
+        size = self.size
+        if not isinstance(data, bytes):
+            data = bytes(data)
+        fast = self._fast
+        if fast is not None and len(data) >= offset + count * size:
+            texts = [fast(data, offset + i * size) for i in range(count)]
+        else:
+            texts = [self.render(data[:offset + (i + 1) * size], offset + i * size)
+                     for i in range(count)]
+        if sep:
+            return sep.join(texts) + sep
+        return "".join(texts)
+
     def tree(self, data, offset=0):
         """The decoded value tree (ksnoop.decode nodes) of the value."""
         from ..decode import Decoder
