@@ -62,7 +62,7 @@ def _read_chunks(stream):
 
 def _open_input(path):
     if path is None or path == "-":
-        return click.get_binary_stream("stdin"), False
+        return getattr(sys.stdin, "buffer", sys.stdin), False
     try:
         return open(path, "rb"), True
     except OSError as e:
@@ -73,7 +73,7 @@ class _Output:
     """Writes rendered text: colour through rich on a terminal, plain bytes otherwise."""
 
     def __init__(self, style, colour):
-        self.stream = click.get_binary_stream("stdout")
+        self.stream = getattr(sys.stdout, "buffer", sys.stdout)
         self.encoding = "latin-1" if style == "kernel" else "utf-8"
         self.console = None
         if colour:
