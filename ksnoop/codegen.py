@@ -135,9 +135,11 @@ def _capture(slot, i, ev, indent):
 
 
 def _pid_filter(pid):
-    if not pid:
-        return []
-    return [f"\tif ((id >> 32) != {int(pid)}) return 0;"]
+    """Only process ``pid``; and never ksnoop itself (its own file opens, reads...)."""
+    out = [f"\tif ((id >> 32) == {os.getpid()}) return 0;"]
+    if pid:
+        out.append(f"\tif ((id >> 32) != {int(pid)}) return 0;")
+    return out
 
 
 def _scratch(ev):

@@ -1,0 +1,122 @@
+"""The trace job: specs -> plan -> C -> loaded programs -> events -> output."""
+
+import sys
+import time
+from dataclasses import dataclass
+
+from .codegen import generate
+from .events import Decoder
+from .output import Formatter, describe_plan
+from .resolve import resolve
+from .spec import parse
+
+
+@dataclass
+class Prepared:
+    plan: object
+    c_text: str
+    probes: list  # runtime.Probe
+
+
+def prepare(spec_texts, kernel, limit, pid=0):
+    from .runtime import Probe
+
+    specs = [parse(text) for text in spec_texts]
+    plan = resolve(specs, kernel, limit=limit)
+    c_text, progs = generate(plan, pid=pid)
+    probes = [Probe(fp.name, entry, ret, module=fp.module or None) for fp, entry, ret in progs]
+    return Prepared(plan, c_text, probes)
+
+
+class Tracer:
+    """Runs one prepared trace until stopped, writing events to ``out``."""
+
+    def __init__(self, prepared, kernel, fmt="text", out=None, err=None, pages=64,
+                 buffer="auto", debug=False, max_events=0, duration=0.0):
+        self.prepared = prepared
+        self.kernel = kernel
+        self.formatter = Formatter(fmt)
+        self.decoder = Decoder(prepared.plan)
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.pages, self.buffer, self.debug = pages, buffer, debug
+        self.max_events, self.duration = max_events, duration
+        self.events = 0
+        self.lost = 0
+        self.bad = 0
+
+    def _session(self):
+        from .runtime import Session
+
+        return Session(self.prepared.c_text, self.prepared.probes, btf=self.kernel.vmlinux,
+                       buffer=self.buffer, pages=self.pages, on_event=self._on_event,
+                       on_lost=self._on_lost, debug=self.debug)
+
+    def dry_run(self):
+        """Compile and load through the verifier; attach nothing."""
+        with self._session() as s:
+            times = s.load_only()
+        return describe_plan(self.prepared.plan), times
+
+    def _on_event(self, cpu, data):
+        if self.max_events and self.events >= self.max_events:
+            return
+        try:
+            ev = self.decoder.decode(data)
+        except Exception as e:  # a malformed event must not end the trace
+            self.bad += 1
+            self.err.write(f"ksnoop: undecodable event: {e}\n")
+            return
+        self.out.write(self.formatter.event(ev) + "\n")
+        self.events += 1
+
+    def _on_lost(self, count):
+        self.lost += count
+        self.err.write(f"ksnoop: lost {count} events (total {self.lost}); try a larger -P/--pages\n")
+        self.err.flush()
+
+    def run(self):
+        """Trace until Ctrl-C, SIGTERM, a closed pipe, -n events or --duration."""
+        header = self.formatter.header()
+        missed = {}
+        with self._session() as s:
+            s.attach()
+            for note in getattr(s, "notes", ()):
+                self.err.write(f"ksnoop: note: {note}\n")
+            n = len(self.prepared.plan.funcs)
+            self.err.write(f"ksnoop: tracing {n} function{'s' if n != 1 else ''}, "
+                           "Ctrl-C to stop\n")
+            self.err.flush()
+            if header:
+                self.out.write(header + "\n")
+            self.out.flush()
+            deadline = time.monotonic() + self.duration if self.duration else None
+            try:
+                while True:
+                    s.poll(100)
+                    self.out.flush()
+                    if self.max_events and self.events >= self.max_events:
+                        break
+                    if deadline and time.monotonic() >= deadline:
+                        break
+            except KeyboardInterrupt:
+                pass
+            finally:
+                try:
+                    missed = s.missed_returns()
+                except Exception:  # best effort while shutting down
+                    missed = {}
+                self.summary(missed)
+
+    def summary(self, missed):
+        n_missed = sum(v for v in missed.values() if v)
+        unknown = [k for k, v in missed.items() if v is None]
+        line = f"ksnoop: {self.events} events, {self.lost} lost"
+        if missed:
+            line += f", {n_missed} missed returns"
+            if unknown:
+                line += f" (not reported by the kernel for {', '.join(unknown)})"
+        if self.bad:
+            line += f", {self.bad} undecodable"
+        self.err.write(line + "\n")
+        self.err.flush()
