@@ -1,0 +1,133 @@
+"""Drive tracers against real kernel activity: start them, wait until they
+are attached, make the traced functions run, stop them, collect the output.
+
+Used by tests/guest (inside the VM test bed) and by bench/guest_cost.py.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+KSNOOP = [sys.executable, "-m", "ksnoop"]
+REFERENCE = "/usr/sbin/ksnoop"
+UDP_PAYLOAD = 56  # skb->len at ip_send_skb = 56 + 8 (UDP) + 20 (IP) = 84
+
+
+class Tracer:
+    """One tracer process whose stdout/stderr go to files in ``workdir``."""
+
+    def __init__(self, name, argv, workdir, ready_text):
+        self.name = name
+        self.argv = argv
+        self.out_path = os.path.join(workdir, f"{name}.out")
+        self.err_path = os.path.join(workdir, f"{name}.err")
+        self.ready_text = ready_text
+        self.proc = None
+        self.returncode = None
+
+    def start(self):
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=err, cwd=ROOT, env=env,
+                                         stdin=subprocess.DEVNULL)
+        return self
+
+    def ready(self):
+        if self.ready_text is None:
+            return self.proc.poll() is None and _attached(self.proc.pid)
+        with open(self.err_path, errors="replace") as f:
+            return self.ready_text in f.read()
+
+    def stop(self, timeout=120):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            self.returncode = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.returncode = self.proc.wait()
+        return self.returncode
+
+    @property
+    def stdout(self):
+        with open(self.out_path, errors="replace") as f:
+            return f.read()
+
+    @property
+    def stderr(self):
+        with open(self.err_path, errors="replace") as f:
+            return f.read()
+
+
+def _attached(pid):
+    """The reference prints nothing when ready: look for its kprobes instead."""
+    try:
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}").startswith("anon_inode:bpf-prog")
+                   for fd in os.listdir(f"/proc/{pid}/fd")) and _probe_count() > 0
+    except OSError:
+        return False
+
+
+def _probe_count():
+    try:
+        with open("/sys/kernel/tracing/kprobe_events") as f:
+            return len(f.read().splitlines())
+    except OSError:
+        return 1  # kprobe PMU: nothing to count, the program fd is enough
+
+
+def ksnoop(name, workdir, *args):
+    return Tracer(name, KSNOOP + list(args), workdir, "ksnoop: tracing")
+
+
+def reference(name, workdir, *args):
+    return Tracer(name, ["stdbuf", "-oL", REFERENCE, *args], workdir, None)
+
+
+def wait_ready(tracers, timeout=900, settle=3.0):
+    deadline = time.monotonic() + timeout
+    pending = list(tracers)
+    while pending and time.monotonic() < deadline:
+        for t in list(pending):
+            if t.proc.poll() is not None:
+                raise RuntimeError(f"{t.name} exited early ({t.proc.returncode}): {t.stderr[-2000:]}")
+            if t.ready():
+                pending.remove(t)
+        time.sleep(0.5)
+    if pending:
+        raise RuntimeError(f"not attached after {timeout}s: {[t.name for t in pending]}")
+    time.sleep(settle)  # the reference attaches after opening its programs
+
+
+def send_udp(count, payload=UDP_PAYLOAD, port=9999):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for _ in range(count):
+            s.sendto(b"k" * payload, ("127.0.0.1", port))
+    finally:
+        s.close()
+
+
+def open_files(paths):
+    for p in paths:
+        try:
+            with open(p, "rb"):
+                pass
+        except OSError:
+            pass
+
+
+def dummy_device(name="ksnoop0"):
+    """Load the dummy module and create a device; returns a function that
+    makes the module's ndo_get_stats64 run once per call."""
+    subprocess.run(["modprobe", "dummy"], check=True)
+    subprocess.run(["ip", "link", "add", name, "type", "dummy"], check=True)
+
+    def poke():
+        subprocess.run(["ip", "-s", "link", "show", name], check=True, stdout=subprocess.DEVNULL)
+
+    return poke
