@@ -253,7 +253,7 @@ class _Resolver:
             if step.deref:
                 if cur.kind != Kind.PTR or btf[btf.resolve(cur.type)].kind not in (Kind.STRUCT, Kind.UNION):
                     raise spec.error(f"'->' needs a pointer to a struct or union, but {path} is "
-                                     f"'{type_name(btf, tid)}'", step.pos - 2, 2)
+                                     f"'{type_name(btf, tid)}'", step.op_pos, 2)
                 user = user or _is_user_ptr(btf, tid)
                 if in_memory:
                     hops.append(off)
@@ -261,13 +261,13 @@ class _Resolver:
                 agg = cur.type
             else:
                 if cur.kind == Kind.PTR:
-                    raise spec.error(f"{path} is a pointer: use '->'", step.pos - 1, 1)
+                    raise spec.error(f"{path} is a pointer: use '->'", step.op_pos, 1)
                 if cur.kind not in (Kind.STRUCT, Kind.UNION):
                     raise spec.error(f"'.' needs a struct or union, but {path} is "
-                                     f"'{type_name(btf, tid)}'", step.pos - 1, 1)
+                                     f"'{type_name(btf, tid)}'", step.op_pos, 1)
                 if not in_memory:
                     raise spec.error(f"{path} is passed by value in registers; '.' on it is not "
-                                     "supported", step.pos - 1, 1)
+                                     "supported", step.op_pos, 1)
                 agg = cur.id
             found = find_member(btf, agg, step.name)
             if found is None:

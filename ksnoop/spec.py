@@ -35,7 +35,8 @@ class Step:
 
     name: str
     deref: bool
-    pos: int
+    pos: int  # of the member name
+    op_pos: int = -1  # of the "->" or "." before it
 
 
 @dataclass(frozen=True)
@@ -169,12 +170,15 @@ class _Parser:
         values, explicit = [], False
         if self.tok.kind == "punct" and self.tok.text == "(":
             explicit = True
-            self.take()
-            if not (self.tok.kind == "punct" and self.tok.text == ")"):
+            lparen = self.take()
+            if self.tok.kind == "punct" and self.tok.text == ")":
+                raise SpecError("empty value list: name what to trace, or drop '()' to trace "
+                                "every argument and the return value",
+                                self.text, lparen.pos, self.tok.pos + 1 - lparen.pos)
+            values.append(self.value())
+            while self.tok.kind == "punct" and self.tok.text == ",":
+                self.take()
                 values.append(self.value())
-                while self.tok.kind == "punct" and self.tok.text == ",":
-                    self.take()
-                    values.append(self.value())
             self.expect("punct", ")", what="',' or ')'")
         if self.tok.kind != "end":
             self.fail(f"unexpected {self.tok.text!r} after the spec")
@@ -185,9 +189,9 @@ class _Parser:
         base = self.expect("ident", what="an argument name or 'return'")
         steps = []
         while self.tok.kind in ("arrow", "dot"):
-            deref = self.take().kind == "arrow"
+            op = self.take()
             name = self.expect("ident", what="a member name")
-            steps.append(Step(name.text, deref, name.pos))
+            steps.append(Step(name.text, op.kind == "arrow", name.pos, op.pos))
         pred = None
         end = self.tokens[self.i - 1].pos + len(self.tokens[self.i - 1].text)
         if self.tok.kind == "op":
