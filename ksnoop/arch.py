@@ -28,6 +28,7 @@ class Arch:
     ret_reg: str  # member expression for the return value (kretprobe)
     ip_reg: str
     sp_reg: str
+    ret_hi_reg: str = ""  # second return register: the upper half of a 9-16 byte aggregate
 
     @property
     def max_args(self):
@@ -45,6 +46,10 @@ class Arch:
         """C expression reading the return value from a kretprobe's ``ctx``."""
         return f"{ctx}->{self.ret_reg}"
 
+    def ret_hi(self, ctx="ctx"):
+        """C expression reading the second return register (bytes 8-15 of a returned aggregate)."""
+        return f"{ctx}->{self.ret_hi_reg}"
+
 
 ARCHES = {
     "x86_64": Arch(
@@ -56,6 +61,7 @@ ARCHES = {
         ret_reg="ax",
         ip_reg="ip",
         sp_reg="sp",
+        ret_hi_reg="dx",
     ),
     "aarch64": Arch(
         machine="aarch64",
@@ -66,6 +72,7 @@ ARCHES = {
         ret_reg="regs[0]",
         ip_reg="pc",
         sp_reg="sp",
+        ret_hi_reg="regs[1]",
     ),
 }
 

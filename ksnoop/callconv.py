@@ -3,7 +3,10 @@
 x86_64 System V: integers, pointers and enums take one general register;
 aggregates of 9-16 bytes take two (or go to the stack when two are not
 left); larger aggregates and floating point are not in general registers,
-so they cannot be read from pt_regs.
+so they cannot be read from pt_regs.  An empty struct (size 0, a GNU C
+extension) is passed in nothing and takes no register.  A function returning
+an aggregate of more than 16 bytes takes a hidden pointer to the result as
+its first argument (x86_64: in the first register; aarch64: in x8).
 """
 
 from dataclasses import dataclass
@@ -26,10 +29,18 @@ class ArgSlot:
         return bool(self.regs)
 
 
+def returned_in_memory(btf, tid):
+    """An aggregate of more than 16 bytes is returned in memory the caller provides."""
+    t = btf[btf.resolve(tid)]
+    return t.kind in (Kind.STRUCT, Kind.UNION) and btf.size_of(tid) > 16
+
+
 def assign(btf, proto, arch="x86_64"):
     """ArgSlot for every parameter of a FUNC_PROTO (the variadic marker excluded)."""
     nregs = ARG_REGISTERS.get(arch, 6)
     used, slots = 0, []
+    if arch == "x86_64" and returned_in_memory(btf, proto.type):
+        used = 1  # the hidden pointer to the return value's memory is the first argument
     for i, p in enumerate(proto.params):
         if p.type == 0 and not p.name:
             break  # "..."
@@ -39,6 +50,11 @@ def assign(btf, proto, arch="x86_64"):
             slots.append(ArgSlot(i, p.name, p.type, (), "floating point"))
             continue
         need = 1
+        if t.kind in (Kind.STRUCT, Kind.UNION) and size == 0:
+            # GCC and clang pass an empty C struct in nothing: it takes no register,
+            # so the arguments after it move up one.
+            slots.append(ArgSlot(i, p.name, p.type, (), "empty struct, passed in no register"))
+            continue
         if t.kind in (Kind.STRUCT, Kind.UNION) or (t.kind == Kind.INT and size > 8):
             if size > 16:
                 slots.append(ArgSlot(i, p.name, p.type, (), "passed on the stack"))

@@ -111,6 +111,9 @@ def find_member(btf, tid, name):
     return None
 
 
+_IN_MEMORY = "a struct of more than 16 bytes, returned in memory"
+
+
 def _is_user_ptr(btf, tid):
     """A pointer whose target carries BTF type tag "user" (__user)."""
     t = btf[btf.skip_qualifiers(tid)]
@@ -179,7 +182,9 @@ class _Resolver:
         if fn.proto.is_variadic:
             notes.append("variadic arguments: not traceable")
         ret = ()
-        if fn.return_type != 0:
+        if fn.return_type != 0 and callconv.returned_in_memory(btf, fn.return_type):
+            notes.append(f"return: {_IN_MEMORY}")
+        elif fn.return_type != 0:
             ret = (self._return(btf, fn.return_type, RETURN),)
         return self._plan(index, fn, addr, tuple(entry), ret, tuple(notes))
 
@@ -192,6 +197,9 @@ class _Resolver:
         if vs.is_return:
             if fn.return_type == 0:
                 raise spec.error(f"{fn.name} returns void: there is no return value",
+                                 vs.pos, len(RETURN))
+            if callconv.returned_in_memory(btf, fn.return_type):
+                raise spec.error(f"the return value of {fn.name} is not traceable ({_IN_MEMORY})",
                                  vs.pos, len(RETURN))
             start = self._return(btf, fn.return_type, RETURN, follow=False)
         else:
@@ -223,9 +231,12 @@ class _Resolver:
     def _return(self, btf, tid, name, follow=True):
         t = btf[btf.resolve(tid)]
         if t.kind in (Kind.STRUCT, Kind.UNION):
+            # Aggregates of up to 16 bytes come back in two registers (rax:rdx,
+            # x0:x1); larger ones in memory that no register reliably points at.
             size = btf.size_of(tid)
-            regs = (self.arch.ret(),)
-            return Value(name, True, REGS, tid, tid, regs[0], regs=regs, size=8, full_size=size)
+            regs = (self.arch.ret(),) if size <= 8 else (self.arch.ret(), self.arch.ret_hi())
+            return Value(name, True, REGS, tid, tid, regs[0], regs=regs, size=8 * len(regs),
+                         full_size=size)
         val = Value(name, True, SCALAR, tid, tid, self.arch.ret(), ctype=_ctype(btf, tid)[0])
         return self._finish_register(btf, val) if follow else val
 
