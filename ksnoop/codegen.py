@@ -117,17 +117,21 @@ def _capture(slot, i, ev, indent):
     for off in v.hops:
         out.append(f"{inner}if (!err) err = {_read(v)}(&p, sizeof(p), (void *)(p + {off}));")
     if v.kind in (DEREF, STRING):
+        # A NULL pointer is not read: ptr 0 with status 0 is shown as NULL, while a
+        # failed read (status < 0) is an unreadable pointer.
         out.append(f"{inner}{f}_ptr = err ? 0 : p;")
     if v.kind == STRING:
         fn = "bpf_probe_read_user_str" if v.user else "bpf_probe_read_kernel_str"
-        out.append(f"{inner}if (!err) err = {fn}({f}_data, {slot.size}, (void *)(p + {v.read_off}));")
+        out.append(f"{inner}if (!err && p) err = {fn}({f}_data, {slot.size}, (void *)(p + {v.read_off}));")
+    elif v.kind == DEREF:
+        out.append(f"{inner}if (!err && p) err = {_read(v)}({f}_data, {slot.size}, (void *)(p + {v.read_off}));")
     elif v.kind == SCALAR:
         out.append(f"{inner}*(u64 *){f}_data = 0;")
         out.append(f"{inner}if (!err) err = {_read(v)}({f}_data, {v.size}, (void *)(p + {v.read_off}));")
         if v.bitfield:
             shift, bits = v.bitfield
             out.append(f"{inner}*(u64 *){f}_data = (*(u64 *){f}_data >> {shift}) & {(1 << bits) - 1}ULL;")
-    else:  # DEREF, MEMORY
+    else:  # MEMORY
         out.append(f"{inner}if (!err) err = {_read(v)}({f}_data, {slot.size}, (void *)(p + {v.read_off}));")
     out.append(f"{inner}{f}_status = err;")
     out.append(f"{indent}}}")

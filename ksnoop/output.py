@@ -75,14 +75,12 @@ class Formatter:
                 if cap.status >= v.size and b"\0" not in cap.data[:v.size - 1]:
                     note = f"string truncated at {v.size - 1} bytes"
                 return _c_string(raw), note
-            text = "*" + self._render(btf, v.show_type, cap.data)
-            note = f"{v.size} bytes of {v.full_size}" if v.full_size > v.size else ""
-            return text, note
+            # A capture cut at --size is marked by the renderer itself ("/* N of M bytes */").
+            return "*" + self._render(btf, v.show_type, cap.data), ""
         if v.kind == MEMORY:
             if cap.status < 0:
                 return "?", f"cannot read {v.name}: {_errno(cap.status)}"
-            note = f"{v.size} bytes of {v.full_size}" if v.full_size > v.size else ""
-            return self._render(btf, v.show_type, cap.data), note
+            return self._render(btf, v.show_type, cap.data), ""
         raise AssertionError(v.kind)
 
     # ---------------------------------------------------------------- events
@@ -149,7 +147,7 @@ def describe_plan(plan):
         out.append(f"{fp.name}{where}{addr}: {mode}")
         for label, vals in (("entry", fp.entry), ("return", fp.ret)):
             for v in vals:
-                preds = " ".join(f"{p.op} {p.value}" for p in v.preds)
+                preds = " and ".join(f"{p.op} {p.value}" for p in v.preds)
                 size = f", {v.size} of {v.full_size} bytes" if v.kind in (DEREF, MEMORY) else ""
                 size = f", up to {v.size - 1} bytes" if v.kind == STRING else size
                 out.append(f"  {label:6} {v.name}: {type_name(fp.btf, v.type_id)} ({v.kind}{size})"
