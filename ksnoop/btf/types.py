@@ -269,7 +269,13 @@ class BTF:
     def kind_of(self, tid):
         """The kind of a type without building its record (fast path)."""
         if tid < self.start_id:
-            return Kind.UNKN if tid == 0 else self.base.kind_of(tid)
+            if tid == 0:
+                return Kind.UNKN
+            if self.base is None or tid < 0:
+                raise BTFError(f"{self._what()}: no type with id {tid}")
+            return self.base.kind_of(tid)
+        if tid >= len(self):
+            raise BTFError(f"{self._what()}: no type with id {tid}")
         (info,) = L.U32.unpack_from(self.data, self._offsets[tid - self.start_id] + 4)
         return Kind((info >> 24) & 0x1F)
 
@@ -298,12 +304,22 @@ class BTF:
             own = [t for t in own if self.kind_of(t) == kind]
         return found + list(own)
 
-    def _scan_name(self, name):
+    def _string_offsets(self, name):
+        """Every offset (in the combined base + own string space) holding ``name``."""
+        found = self.base._string_offsets(name) if self.base is not None else []
         needle = b"\0" + name.encode() + b"\0"
         strings = self.data[self.str_start:self.str_start + self.str_len]
-        ids, at = [], strings.find(needle)
+        at = strings.find(needle)
         while at >= 0:
-            off = self.str_base + at + 1
+            found.append(self.str_base + at + 1)
+            at = strings.find(needle, at + 1)
+        return found
+
+    def _scan_name(self, name):
+        # A split blob's names may live in the base's string section (dedup
+        # reuses the base's strings), so the base's offsets are searched too.
+        ids = []
+        for off in self._string_offsets(name):
             i = -1
             while True:
                 try:
@@ -311,7 +327,6 @@ class BTF:
                 except ValueError:
                     break
                 ids.append(self.start_id + i)
-            at = strings.find(needle, at + 1)
         return sorted(ids)
 
     def _build_name_map(self):
