@@ -14,11 +14,15 @@ ${header_fields}
 
 ${event_structs}
 
-/* One event is built per CPU at a time, too big for the 512-byte BPF stack. */
+/*
+ * One event is built per CPU at a time, too big for the 512-byte BPF stack:
+ * a per-CPU array, or for events over 32 KiB (the per-CPU value limit) an
+ * array with one slot per possible CPU (KSNOOP_SCRATCH_SLOT picks it).
+ */
 struct ksnoop_scratch_t {
 	u8 buf[${scratch_size}];
 };
-BPF_PERCPU_ARRAY(ksnoop_scratch, struct ksnoop_scratch_t, 1);
+${scratch_map}
 
 /* Stash mode: per-task call depth, and entry values held until return. */
 struct ksnoop_stash_key {

@@ -15,6 +15,7 @@ from .resolve import DEREF, MEMORY, REGS, SCALAR, STRING
 TEMPLATE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bpf",
                         "ksnoop.bpf.c")
 STASH_ENTRIES = 10240
+PERCPU_VALUE_MAX = 32768  # the kernel's PCPU_MIN_UNIT_SIZE
 _OPS = {"==", "!=", ">", ">=", "<", "<="}
 
 
@@ -147,9 +148,22 @@ def _pid_filter(pid):
 
 
 def _scratch(ev):
-    return ["\tu32 zero = 0;",
-            f"\tstruct {ev.c_name} *e = (struct {ev.c_name} *)ksnoop_scratch.lookup(&zero);",
+    return ["\tu32 slot = KSNOOP_SCRATCH_SLOT;",
+            f"\tstruct {ev.c_name} *e = (struct {ev.c_name} *)ksnoop_scratch.lookup(&slot);",
             "\tif (!e) return 0;"]
+
+
+def _scratch_map(size, ncpus):
+    """Per-CPU values are limited to 32 KiB; bigger events get one array slot per CPU
+    (a kprobe program is not migrated while it runs, so the slot is its own)."""
+    if size <= PERCPU_VALUE_MAX:
+        return ("BPF_PERCPU_ARRAY(ksnoop_scratch, struct ksnoop_scratch_t, 1);\n"
+                "#define KSNOOP_SCRATCH_SLOT 0")
+    if ncpus is None:
+        from .kernel import possible_cpus
+        ncpus = possible_cpus()
+    return (f"BPF_ARRAY(ksnoop_scratch, struct ksnoop_scratch_t, {ncpus});\n"
+            "#define KSNOOP_SCRATCH_SLOT bpf_get_smp_processor_id()")
 
 
 def _entry_program(fp, ev, pid):
@@ -219,8 +233,11 @@ def _return_program(fp, ev, pid):
 STASH_DEPTH = 64
 
 
-def generate(plan, pid=0):
-    """(C text, [(function plan, entry program name or None, return name or None)])."""
+def generate(plan, pid=0, ncpus=None):
+    """(C text, [(function plan, entry program name or None, return name or None)]).
+
+    ``ncpus``: possible CPUs, for events too big for a per-CPU map (read from
+    the kernel when needed and not given)."""
     structs, maps, programs, probes = [], [], [], []
     scratch = 64
     for fp in plan.funcs:
@@ -250,6 +267,7 @@ def generate(plan, pid=0):
         header_fields=header_struct(),
         event_structs="\n\n".join(structs),
         scratch_size=scratch,
+        scratch_map=_scratch_map(scratch, ncpus),
         maps="\n".join(maps),
         programs="\n\n".join(programs),
     )

@@ -28,6 +28,16 @@ def read_file(path, what):
         raise KsnoopError(f"{path}: {e.strerror} ({what})") from None
 
 
+def possible_cpus(path="/sys/devices/system/cpu/possible"):
+    """Number of possible CPU ids (one more than the highest), e.g. "0-3,8" -> 9."""
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+        return 1 + max(int(part.split("-")[-1]) for part in text.split(",") if part)
+    except (OSError, ValueError):
+        return os.cpu_count() or 1
+
+
 def btf_from_elf(path, data):
     """The .BTF section of an ELF file (a vmlinux or a .ko)."""
     import io

@@ -354,3 +354,28 @@ def test_describe_plan(plan):
     p = resolve([parse("ip_send_skb(skb->len > 1, skb->len < 9)")],
                 Kernel(btf_path=VMLINUX, kallsyms_path="/nonexistent"))
     assert "  entry  skb->len: unsigned int (scalar) if > 1 and < 9" in describe_plan(p)
+
+
+def test_scratch_map_per_cpu_or_one_slot_per_cpu(plan):
+    """Per-CPU map values are limited to 32 KiB: a bigger event gets a CPU-indexed array."""
+    c_text, _ = generate(plan, ncpus=3)
+    assert "BPF_PERCPU_ARRAY(ksnoop_scratch, struct ksnoop_scratch_t, 1);" in c_text
+    assert "#define KSNOOP_SCRATCH_SLOT 0" in c_text
+    kernel = Kernel(btf_path=VMLINUX, kallsyms_path="/nonexistent")
+    big = resolve([parse("wakeup_kcompactd(pgdat)")], kernel, limit=65536)
+    c_text, _ = generate(big, ncpus=3)
+    assert "BPF_ARRAY(ksnoop_scratch, struct ksnoop_scratch_t, 3);" in c_text
+    assert "#define KSNOOP_SCRATCH_SLOT bpf_get_smp_processor_id()" in c_text
+    assert "u32 slot = KSNOOP_SCRATCH_SLOT;" in c_text
+    size = int(re.search(r"u8 buf\[(\d+)\];", c_text).group(1))
+    assert size == layouts_for(big.funcs[0])[0].size > 32768
+
+
+@pytest.mark.parametrize("text,n", [("0-1\n", 2), ("0\n", 1), ("0-3,8\n", 9), ("0,2-5", 6)])
+def test_possible_cpus(tmp_path, text, n):
+    from ksnoop.kernel import possible_cpus
+
+    f = tmp_path / "possible"
+    f.write_text(text)
+    assert possible_cpus(str(f)) == n
+    assert possible_cpus(str(tmp_path / "missing")) == (os.cpu_count() or 1)
