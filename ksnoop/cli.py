@@ -33,6 +33,7 @@ class DefaultTraceGroup(click.Group):
     def parse_args(self, ctx, args):
         # "ksnoop -p 42 ip_send_skb": options the group does not know start a trace.
         group_opts = {o for p in self.params for o in p.opts + p.secondary_opts}
+        group_opts.update(ctx.help_option_names)
         for i, arg in enumerate(args):
             if not arg.startswith("-") or arg == "--":
                 break
