@@ -11,9 +11,8 @@ its first argument (x86_64: in the first register; aarch64: in x8).
 
 from dataclasses import dataclass
 
+from .arch import ARCHES
 from .btf import Kind
-
-ARG_REGISTERS = {"x86_64": 6, "aarch64": 8}
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +36,7 @@ def returned_in_memory(btf, tid):
 
 def assign(btf, proto, arch="x86_64"):
     """ArgSlot for every parameter of a FUNC_PROTO (the variadic marker excluded)."""
-    nregs = ARG_REGISTERS.get(arch, 6)
+    nregs = ARCHES[arch].max_args if arch in ARCHES else 6
     used, slots = 0, []
     if arch == "x86_64" and returned_in_memory(btf, proto.type):
         used = 1  # the hidden pointer to the return value's memory is the first argument

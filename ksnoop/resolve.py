@@ -157,7 +157,7 @@ class _Resolver:
                 sym = self.kernel.kallsyms.function(spec.func)
                 addr = sym.addr
             except SymbolError as e:
-                raise spec.error(f"{e}; it cannot be traced", spec.func_pos, len(spec.func)) from None
+                raise SymbolError(f"{e}; it cannot be traced") from None
         btf, proto = fn.btf, fn.proto
         slots = callconv.assign(btf, proto, self.arch.machine)
         if not spec.explicit:
