@@ -15,8 +15,12 @@ import tempfile
 
 import pytest
 
-from workload import (UDP_PAYLOAD, dummy_device, ksnoop, open_files, reference, send_udp,
-                      wait_ready)
+import signal
+import subprocess
+import sys
+
+from workload import (KSNOOP, UDP_PAYLOAD, dummy_device, ksnoop, ksnoop_piped, open_files,
+                      reference, send_udp, wait_ready)
 
 DATAGRAMS = 5
 MISSING = "/nonexistent/ksnoop-test-file"
@@ -50,6 +54,9 @@ def run():
         ksnoop("stash_hit", work, *j, "ip_send_skb(skb->len, skb->sk->__sk_common.skc_family, return == 0)"),
         ksnoop("reject", work, *j, "ip_send_skb(skb->len == 1)"),
         reference("ref_len", work, "trace", "ip_send_skb(skb->len, return)"),
+        ksnoop("pid", work, *j, "-p", str(os.getpid()), "udp_sendmsg(len)",
+               stop_signal=signal.SIGTERM),
+        ksnoop_piped("head", work, "head -n 2", "-o", "line", "ip_send_skb(skb->len)"),
     ]}
     for t in tracers.values():
         t.start()
@@ -57,6 +64,9 @@ def run():
         wait_ready(tracers.values())
         send_udp(DATAGRAMS)
         send_udp(2, payload=UDP_PAYLOAD + 100)  # skb->len 184: rejected by == 84
+        # another process's datagram: not seen by the -p tracer
+        subprocess.run([sys.executable, "-c", "import workload; workload.send_udp(1)"],
+                       cwd=os.path.dirname(os.path.abspath(__file__)), check=True)
         open_files(["/etc/hostname", MISSING])
         for _ in range(3):
             poke_dummy()
@@ -84,6 +94,8 @@ def mine(evs):
 
 def test_all_tracers_exit_cleanly_with_summary(run):
     for name, t in run.items():
+        if name == "head":
+            continue
         assert t.returncode == 0, (name, t.stderr[-2000:])
         assert "Traceback" not in t.stderr, name
         if not name.startswith("ref"):
@@ -187,3 +199,32 @@ def test_same_events_and_values_as_reference(run):
     assert len(ref_lens) >= DATAGRAMS + 2, ref[-2000:]
     assert our_lens == ref_lens
     assert our_rets == ref_rets
+
+
+def test_pid_filter_and_sigterm(run):
+    evs = events(run["pid"])
+    assert {e["pid"] for e in evs} == {os.getpid()}
+    assert len([e for e in evs if e["event"] == "entry"]) == DATAGRAMS + 2
+
+
+def test_closed_pipe_stops_cleanly(run):
+    t = run["head"]
+    assert t.returncode == 0
+    assert len(t.stdout.splitlines()) == 2
+    assert "ip_send_skb(skb->len = (unsigned int)84)" in t.stdout
+    assert "Traceback" not in t.stderr
+    assert re.search(r"ksnoop: \d+ events, 0 lost", t.stderr), t.stderr
+
+
+def test_everything_detached_afterwards(run):
+    with open("/sys/kernel/tracing/kprobe_events") as f:
+        assert "bcc" not in f.read()
+    progs = subprocess.run(["bpftool", "prog", "show"], capture_output=True, text=True).stdout
+    assert "ksnoop_" not in progs
+
+
+def test_info_on_module_function(run):
+    res = subprocess.run(KSNOOP + ["info", "dummy_get_stats64"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == ("void dummy_get_stats64(struct net_device *dev, "
+                          "struct rtnl_link_stats64 *stats);\n")

@@ -20,8 +20,9 @@ UDP_PAYLOAD = 56  # skb->len at ip_send_skb = 56 + 8 (UDP) + 20 (IP) = 84
 class Tracer:
     """One tracer process whose stdout/stderr go to files in ``workdir``."""
 
-    def __init__(self, name, argv, workdir, ready_text):
+    def __init__(self, name, argv, workdir, ready_text, stop_signal=signal.SIGINT):
         self.name = name
+        self.stop_signal = stop_signal
         self.argv = argv
         self.out_path = os.path.join(workdir, f"{name}.out")
         self.err_path = os.path.join(workdir, f"{name}.err")
@@ -44,7 +45,7 @@ class Tracer:
 
     def stop(self, timeout=120):
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(self.stop_signal)
         try:
             self.returncode = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -80,8 +81,16 @@ def _probe_count():
         return 1  # kprobe PMU: nothing to count, the program fd is enough
 
 
-def ksnoop(name, workdir, *args):
-    return Tracer(name, KSNOOP + list(args), workdir, "ksnoop: tracing")
+def ksnoop(name, workdir, *args, stop_signal=signal.SIGINT):
+    return Tracer(name, KSNOOP + list(args), workdir, "ksnoop: tracing", stop_signal)
+
+
+def ksnoop_piped(name, workdir, pipe, *args):
+    """ksnoop ARGS | PIPE (a shell pipeline, e.g. "head -n 2")."""
+    import shlex
+
+    cmd = " ".join(shlex.quote(a) for a in KSNOOP + list(args)) + " | " + pipe
+    return Tracer(name, ["sh", "-c", cmd], workdir, "ksnoop: tracing")
 
 
 def reference(name, workdir, *args):
