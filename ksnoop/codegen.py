@@ -14,7 +14,13 @@ from .resolve import DEREF, MEMORY, REGS, SCALAR, STRING
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bpf",
                         "ksnoop.bpf.c")
-STASH_ENTRIES = 10240
+STASH_ENTRIES = 10240  # tasks with a call in flight (depth map)
+STASH_BYTES = 32 << 20  # memory the preallocated stash of one function may take
+
+
+def stash_entries(event_size):
+    """Stashed calls in flight per function: plenty, within STASH_BYTES."""
+    return max(64, min(STASH_ENTRIES, STASH_BYTES // max(event_size, 1)))
 PERCPU_VALUE_MAX = 32768  # the kernel's PCPU_MIN_UNIT_SIZE
 _OPS = {"==", "!=", ">", ">=", "<", "<="}
 
@@ -250,7 +256,7 @@ def generate(plan, pid=0, ncpus=None):
             (ev,) = evs
             maps.append(f"BPF_TABLE(\"lru_hash\", u32, u32, ksnoop_depth_{fp.index}, {STASH_ENTRIES});")
             maps.append(f"BPF_TABLE(\"lru_hash\", struct ksnoop_stash_key, struct {ev.c_name}, "
-                        f"ksnoop_stash_{fp.index}, {STASH_ENTRIES});")
+                        f"ksnoop_stash_{fp.index}, {stash_entries(ev.size)});")
             entry_name, code = _entry_program(fp, ev, pid)
             programs.append("\n".join(code))
             ret_name, code = _return_program(fp, ev, pid)
