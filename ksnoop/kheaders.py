@@ -37,6 +37,7 @@ import tempfile
 
 from . import arch as arch_mod
 from .btf import Kind
+from .btf import index_cache
 from .errors import BTFError, KsnoopError
 
 GENERATOR_VERSION = "2"
@@ -373,12 +374,8 @@ def page_h():
 
 # ----------------------------------------------------------------- the tree
 def cache_root():
-    """Where trees are kept: $KSNOOP_CACHE_DIR, else $XDG_CACHE_HOME/ksnoop."""
-    env = os.environ.get("KSNOOP_CACHE_DIR")
-    if env:
-        return env
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(xdg, "ksnoop")
+    """Where trees are kept: ksnoop's cache directory (see btf.index_cache)."""
+    return index_cache.cache_dir()
 
 
 def tree_digest(btf, arch):

@@ -13,6 +13,7 @@ _VERSION = b"ksnoop-btf-index-1\n"
 
 
 def cache_dir():
+    """ksnoop's cache directory: $KSNOOP_CACHE_DIR, else $XDG_CACHE_HOME/ksnoop."""
     base = os.environ.get("KSNOOP_CACHE_DIR")
     if base:
         return base

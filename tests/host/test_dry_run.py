@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+from hostenv import bpf_skip_reason
 
 pytestmark = pytest.mark.host
 
@@ -18,15 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def _skip_reason():
-    if os.geteuid() != 0:
-        return "needs root (BPF program load)"
-    if not os.path.exists("/sys/kernel/btf/vmlinux"):
-        return "kernel has no BTF (/sys/kernel/btf/vmlinux)"
-    try:
-        import bcc  # noqa: F401
-    except ImportError:
-        return "BCC's Python module is missing (Debian python3-bpfcc; venv needs system site-packages)"
-    return None
+    return bpf_skip_reason("BPF program load")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -11,20 +11,13 @@ import subprocess
 import time
 
 import pytest
+from hostenv import bpf_skip_reason
 
 pytestmark = pytest.mark.host
 
 
 def _skip_reason():
-    if os.geteuid() != 0:
-        return "needs root (BPF load/attach)"
-    if not os.path.exists("/sys/kernel/btf/vmlinux"):
-        return "kernel has no BTF (/sys/kernel/btf/vmlinux)"
-    try:
-        import bcc  # noqa: F401
-    except ImportError:
-        return "BCC's Python module is missing (Debian python3-bpfcc; venv needs system site-packages)"
-    return None
+    return bpf_skip_reason("BPF load/attach")
 
 
 @pytest.fixture(scope="module")
