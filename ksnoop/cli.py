@@ -192,6 +192,10 @@ def trace_cmd(specs, pid, pages, limit, fmt, max_events, duration, buffer, dry_r
         click.echo(f"loaded {times.programs} programs through the verifier: compile "
                    f"{times.compile_s:.2f} s, load {times.load_s:.3f} s", err=True)
         return
+    # A shell starts background jobs with SIGINT ignored; `kill -INT` must still stop us.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     tracer.run()
 
 
