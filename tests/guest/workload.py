@@ -65,12 +65,18 @@ class Tracer:
 
 
 def _attached(pid):
-    """The reference prints nothing when ready: look for its kprobes instead."""
+    """The reference prints nothing when ready: look for its kprobes instead.
+
+    It holds a BPF program fd once loaded; libbpf attaches through the kprobe
+    PMU with a BPF link (an ``anon_inode:bpf_link`` fd), which leaves no line
+    in kprobe_events, so a link fd also counts as attached."""
     try:
-        return any(os.readlink(f"/proc/{pid}/fd/{fd}").startswith("anon_inode:bpf-prog")
-                   for fd in os.listdir(f"/proc/{pid}/fd")) and _probe_count() > 0
+        kinds = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
     except OSError:
         return False
+    if not any(k.startswith("anon_inode:bpf-prog") for k in kinds):
+        return False
+    return any(k.startswith("anon_inode:bpf_link") for k in kinds) or _probe_count() > 0
 
 
 def _probe_count():
