@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 APT_PKGS := python3-bpfcc python3-venv libbpf-tools bpftool
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test unit host guest demo bench clean
+.PHONY: setup test unit host guest demo bench bench-guest clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,12 @@ demo: setup
 
 bench: setup
 	$(PY) bench/info_speed.py
+	$(PY) bench/load_speed.py
+	$(PY) bench/render_speed.py
+
+bench-guest: setup
+	bash tests/vm/setup.sh
+	bash bench/run-guest.sh
 
 clean:
 	rm -rf $(VENV) .apt-ok .venv-vng build *.egg-info
