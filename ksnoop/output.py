@@ -143,7 +143,11 @@ def describe_plan(plan):
     for fp in plan.funcs:
         where = f" [{fp.module}]" if fp.module else ""
         addr = f" at 0x{fp.addr:x}" if fp.addr else ""
-        mode = "stash: entry values held until return" if fp.stash else "entry and return events"
+        if fp.stash:
+            mode = "stash: entry values held until return, one event per call"
+        else:
+            mode = " and ".join(k for k, vals in (("entry", fp.entry), ("return", fp.ret)) if vals)
+            mode += " events"
         out.append(f"{fp.name}{where}{addr}: {mode}")
         for label, vals in (("entry", fp.entry), ("return", fp.ret)):
             for v in vals:

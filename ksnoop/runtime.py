@@ -180,7 +180,20 @@ def prelude(buffer, pages):
     """The C prepended to generated code: buffer map, lost counter, KSNOOP_OUTPUT."""
     if buffer == RINGBUF:
         decl = f"BPF_RINGBUF_OUTPUT(events, {pages});"
-        send = ("int ret = events.ringbuf_output(data, size, 0);\n"
+        # Waking the reader costs more than the whole probe (an irq_work per
+        # event): each CPU wakes it only after a quarter of its share of the
+        # ring has been written; poll() drains the rest every poll interval.
+        wake = max(pages * 4096 // 4, 4096)
+        send = ("u64 flags = BPF_RB_NO_WAKEUP;\n"
+                "\tint idx = 0;\n"
+                "\tu64 *unread = ksnoop_unread.lookup(&idx);\n"
+                "\tif (unread) {\n"
+                "\t\t*unread += size;\n"
+                f"\t\tif (*unread >= {wake}) {{\n"
+                "\t\t\tflags = BPF_RB_FORCE_WAKEUP;\n"
+                "\t\t\t*unread = 0;\n"
+                "\t\t}\n\t}\n"
+                "\tint ret = events.ringbuf_output(data, size, flags);\n"
                 "\tif (ret) {\n\t\tint zero = 0;\n"
                 "\t\tu64 *n = ksnoop_lost.lookup(&zero);\n"
                 "\t\tif (n)\n\t\t\t*n += 1;\n\t}\n\treturn ret;")
@@ -192,6 +205,7 @@ def prelude(buffer, pages):
         f"#define KSNOOP_BUFFER_RINGBUF {1 if buffer == RINGBUF else 0}\n"
         f"{decl}\n"
         "BPF_PERCPU_ARRAY(ksnoop_lost, u64, 1);\n"
+        "BPF_PERCPU_ARRAY(ksnoop_unread, u64, 1);\n"
         "static inline __attribute__((always_inline))\n"
         "int ksnoop_output(void *ctx, void *data, u32 size)\n"
         f"{{\n\t{send}\n}}\n"
@@ -505,6 +519,7 @@ class Session:
         before = self._stats.events
         if self.buffer == RINGBUF:
             self._bpf.ring_buffer_poll(timeout_ms)
+            self._bpf.ring_buffer_consume()  # records sent without a wakeup
             self._read_ringbuf_lost()
         else:
             self._bpf.perf_buffer_poll(timeout_ms)
