@@ -285,7 +285,7 @@ def _compile_reason(text, prelude_lines):
     return line
 
 
-class _Terminated(SystemExit):
+class Terminated(SystemExit):
     """SIGTERM/SIGHUP turned into an exception so ``with`` blocks unwind."""
 
 
@@ -586,7 +586,7 @@ class Session:
             self.notes.append("detach problems: " + "; ".join(errors))
 
     def _on_signal(self, signum, frame):
-        raise _Terminated(128 + signum)
+        raise Terminated(128 + signum)
 
     def _install_signals(self):
         import threading

@@ -77,6 +77,8 @@ class Tracer:
 
     def run(self):
         """Trace until Ctrl-C, SIGTERM, a closed pipe, -n events or --duration."""
+        from .runtime import Terminated
+
         header = self.formatter.header()
         missed = {}
         with self._session() as s:
@@ -99,8 +101,8 @@ class Tracer:
                         break
                     if deadline and time.monotonic() >= deadline:
                         break
-            except KeyboardInterrupt:
-                pass
+            except (KeyboardInterrupt, Terminated):
+                pass  # Ctrl-C, SIGTERM, SIGHUP: a normal stop
             finally:
                 try:
                     missed = s.missed_returns()
