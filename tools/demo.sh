@@ -38,9 +38,12 @@ except OSError:
 PY
 sleep 2
 kill -INT "$pid"; wait "$pid" || true
-head -60 /tmp/ksnoop-demo.out
-echo "..."
-grep -A3 "do_sys_openat2(" /tmp/ksnoop-demo.out | head -8 || true
+head -1 /tmp/ksnoop-demo.out
+# one event of each function (events are blocks ending in ");")
+for f in ip_send_skb do_sys_openat2; do
+    awk -v f=" $f\\(" '$0 ~ f {p=1} p {print; n++} /^\);/ {if (p) exit} n > 40 {print "  ..."; exit}' \
+        /tmp/ksnoop-demo.out
+done
 cat "$err"
 echo '== the same, one JSON object per line: ksnoop -o json "ip_send_skb(skb->len, return)"'
 "${K[@]}" -o json -n 2 "ip_send_skb(skb->len, return)" 2> "$err" &
