@@ -14,7 +14,8 @@ log() { echo "tests/vm/setup.sh: $*" >&2; }
 pkg_ok() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
 
 missing=()
-for p in linux-image-amd64 qemu-system-x86; do
+# busybox-static: virtme-ng builds an initramfs around it for distro kernels (9p as a module)
+for p in linux-image-amd64 qemu-system-x86 busybox-static kmod; do
     pkg_ok "$p" || missing+=("$p")
 done
 if ((${#missing[@]})); then
