@@ -298,7 +298,7 @@ class Session:
 
     def __init__(self, c_text, probes, *, btf, buffer="auto", pages=64,
                  on_event=None, on_lost=None, maxactive=None, debug=False,
-                 kernel_source=None, arch=None):
+                 kernel_source=None, arch=None, log=None):
         if BPF is None:
             raise AttachError("BCC's Python module is missing (Debian: python3-bpfcc)")
         self.c_text = c_text
@@ -317,6 +317,7 @@ class Session:
         self.on_lost = on_lost
         self.maxactive = default_maxactive() if maxactive is None else maxactive
         self.debug = debug
+        self.log = log or (lambda text: sys.stderr.write(text + "\n"))  # debug output
         self.kernel_source = kernel_source
         self.times = LoadTimes()
         self.notes = []  # one-line remarks (fallbacks taken) for the caller to show
@@ -359,7 +360,7 @@ class Session:
         flags = self.debug if isinstance(self.debug, int) and not isinstance(
             self.debug, bool) else (_DEBUG_PREPROCESSOR if self.debug else 0)
         if self.debug:
-            print(f"ksnoop: BCC_KERNEL_SOURCE={kdir}\n{text}", file=sys.stderr)
+            self.log(f"ksnoop: BCC_KERNEL_SOURCE={kdir}\n{text}")
         with _env(BCC_KERNEL_SOURCE=kdir, ARCH=None), \
                 _captured_stderr(not self.debug) as err:
             try:
@@ -505,7 +506,8 @@ class Session:
             except BaseException as e:  # noqa: B036 - re-raised from poll()
                 self._pending = e
 
-    def _read_ringbuf_lost(self):
+    def _read_counted_lost(self):
+        """Sends that failed in the kernel (counted in ksnoop_lost)."""
         table = self._bpf[b"ksnoop_lost"]
         total = int(table.sum(table.Key(0)).value)
         delta, self._lost_seen = total - self._lost_seen, total
@@ -520,7 +522,7 @@ class Session:
         if self.buffer == RINGBUF:
             self._bpf.ring_buffer_poll(timeout_ms)
             self._bpf.ring_buffer_consume()  # records sent without a wakeup
-            self._read_ringbuf_lost()
+            self._read_counted_lost()
         else:
             self._bpf.perf_buffer_poll(timeout_ms)
         if self._pending is not None:

@@ -5,10 +5,15 @@ import time
 from dataclasses import dataclass
 
 from .codegen import generate
+from .errors import KsnoopError
+from .layout import layouts_for
 from .events import Decoder
 from .output import Formatter, describe_plan
 from .resolve import resolve
 from .spec import parse
+
+
+PERF_MAX_EVENT = 65535 - 64  # a perf sample's size is 16 bits, headers included
 
 
 @dataclass
@@ -46,11 +51,19 @@ class Tracer:
         self.bad = 0
 
     def _session(self):
-        from .runtime import Session
+        from .runtime import PERF, Session
 
-        return Session(self.prepared.c_text, self.prepared.probes, btf=self.kernel.vmlinux,
+        s = Session(self.prepared.c_text, self.prepared.probes, btf=self.kernel.vmlinux,
                        buffer=self.buffer, pages=self.pages, on_event=self._on_event,
-                       on_lost=self._on_lost, debug=self.debug)
+                       on_lost=self._on_lost, debug=self.debug,
+                       log=lambda text: self.err.write(text + "\n"))
+        biggest = max((ev.size for fp in self.prepared.plan.funcs for ev in layouts_for(fp)),
+                      default=0)
+        if s.buffer == PERF and biggest > PERF_MAX_EVENT:
+            s.close()
+            raise KsnoopError(f"events of {biggest} bytes do not fit a perf buffer record "
+                              f"(at most {PERF_MAX_EVENT}): use a smaller -s/--size")
+        return s
 
     def dry_run(self):
         """Compile and load through the verifier; attach nothing."""
