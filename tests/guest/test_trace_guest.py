@@ -54,6 +54,7 @@ def run():
         ksnoop("stash_hit", work, *j, "ip_send_skb(skb->len, skb->sk->__sk_common.skc_family, return == 0)"),
         ksnoop("reject", work, *j, "ip_send_skb(skb->len == 1)"),
         reference("ref_len", work, "trace", "ip_send_skb(skb->len, return)"),
+        reference("ref_skb", work, "trace", "ip_send_skb(skb)"),
         ksnoop("pid", work, *j, "-p", str(os.getpid()), "udp_sendmsg(len)",
                stop_signal=signal.SIGTERM),
         ksnoop_piped("head", work, "head -n 2", "-o", "line", "ip_send_skb(skb->len)"),
@@ -228,3 +229,35 @@ def test_info_on_module_function(run):
     assert res.returncode == 0, res.stderr
     assert res.stdout == ("void dummy_get_stats64(struct net_device *dev, "
                           "struct rtnl_link_stats64 *stats);\n")
+
+
+def _reference_events(text, func):
+    """[(pid, {member: int})] from the reference's btf_dump output: the integer
+    members it printed for each event (pointers and nested names skipped)."""
+    out = []
+    for block in re.split(r"\n(?=\s*\d+\s+\d+\s+\d+ \w+\()", text):
+        head = re.match(r"\s*\d+\s+\d+\s+(\d+) (\w+)\(", block)
+        if not head or head.group(2) != func:
+            continue
+        members = {}
+        for name, value in re.findall(r"^\s*\.(\w+) = \([^()]*\)(-?\d+),?$", block, re.M):
+            members.setdefault(name, int(value))
+        out.append((int(head.group(1)), members))
+    return out
+
+
+def test_same_struct_values_as_reference(run):
+    """`ip_send_skb(skb)` by both tools: every integer member of struct sk_buff
+    that the reference prints has the same value in our capture."""
+    ref = [m for pid, m in _reference_events(run["ref_skb"].stdout, "ip_send_skb")
+           if pid == os.getpid()]
+    ours = [e["values"]["skb"] for e in mine(events(run["skb"], "ip_send_skb"))]
+    assert len(ref) == len(ours) == DATAGRAMS + 2, run["ref_skb"].stdout[-3000:]
+    compared = 0
+    for theirs, skb in zip(sorted(ref, key=lambda m: m.get("len", 0)),
+                           sorted(ours, key=lambda m: m["len"])):
+        common = [k for k, v in theirs.items() if isinstance(skb.get(k), int)]
+        assert len(common) >= 8, (sorted(theirs), sorted(skb))
+        assert {k: skb[k] for k in common} == {k: theirs[k] for k in common}
+        compared += len(common)
+    assert compared >= 8 * (DATAGRAMS + 2)
