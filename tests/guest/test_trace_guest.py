@@ -240,8 +240,9 @@ def _reference_events(text, func):
         if not head or head.group(2) != func:
             continue
         members = {}
-        for name, value in re.findall(r"^\s*\.(\w+) = \([^()]*\)(-?\d+),?$", block, re.M):
-            members.setdefault(name, int(value))
+        for name, value in re.findall(r"^\s*\.(\w+) = \([^()]*\)(-?(?:0x[0-9a-f]+|\d+)),?$",
+                                      block, re.M):
+            members.setdefault(name, int(value, 0))  # bitfields print in hex
         out.append((int(head.group(1)), members))
     return out
 
