@@ -10,7 +10,7 @@ import os
 import string
 
 from .layout import CALL, ENTRY, HEADER_FIELDS, RETURN, layouts_for
-from .resolve import DEREF, MEMORY, REGS, SCALAR, STRING
+from .resolve import DEREF, REGS, SCALAR, STRING
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bpf",
                         "ksnoop.bpf.c")
@@ -177,7 +177,7 @@ def _entry_program(fp, ev, pid):
     out = [f"int {name}(struct pt_regs *ctx)", "{", "\tu64 id = bpf_get_current_pid_tgid();"]
     out += _pid_filter(pid)
     if fp.stash:
-        out += [f"\tstruct ksnoop_stash_key key = {{ .tid = (u32)id }};",
+        out += ["\tstruct ksnoop_stash_key key = { .tid = (u32)id };",
                 f"\tu32 *dp = ksnoop_depth_{fp.index}.lookup(&key.tid);",
                 "\tu32 depth = dp ? *dp : 0;",
                 f"\tkey.depth = depth & {STASH_DEPTH - 1};",

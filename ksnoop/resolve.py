@@ -14,7 +14,7 @@ from . import callconv
 from .arch import current as current_arch
 from .btf import Kind
 from .cdecl import type_name
-from .errors import SpecError, SymbolError
+from .errors import SymbolError
 from .functions import find_function
 from .spec import RETURN
 

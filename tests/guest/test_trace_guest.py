@@ -46,7 +46,7 @@ def run():
     tracers = {t.name: t for t in [
         ksnoop("default", work, *j, "ip_send_skb", "getname(filename)",
                "dummy_get_stats64(dev->name, dev->ifindex)", "udp_sendmsg(len)"),
-        ksnoop("skb", work, *j, "ip_send_skb(skb)", f"do_sys_openat2(filename, return < 0)"),
+        ksnoop("skb", work, *j, "ip_send_skb(skb)", "do_sys_openat2(filename, return < 0)"),
         ksnoop("sk", work, *j, "ip_send_skb(skb->sk)"),
         ksnoop("len", work, *j, "ip_send_skb(skb->len, return)"),
         ksnoop("pred_text", work, "ip_send_skb(skb->len == 84, skb)"),

@@ -64,9 +64,8 @@ def bpftool_lines(btf, t):
 
 
 @pytest.fixture(scope="module")
-def vmlinux():
-    with open(VMLINUX, "rb") as f:
-        return BTF(f.read(), name="vmlinux")
+def vmlinux(vmlinux_btf):
+    return vmlinux_btf
 
 
 @pytest.mark.skipif(shutil.which("bpftool") is None, reason="bpftool not installed")

@@ -12,13 +12,8 @@ VMLINUX = "/sys/kernel/btf/vmlinux"
 
 
 @pytest.fixture(scope="module")
-def btf():
-    if not os.access(VMLINUX, os.R_OK):
-        pytest.skip(f"{VMLINUX} is not readable (kernel without BTF?)")
-    from ksnoop.btf import BTF
-
-    with open(VMLINUX, "rb") as f:
-        return BTF(f.read(), name="vmlinux")
+def btf(vmlinux_btf):
+    return vmlinux_btf
 
 
 @pytest.fixture

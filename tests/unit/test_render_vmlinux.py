@@ -1,11 +1,10 @@
 """Render a sample of the running kernel's types: compiled == tree, and basic sanity."""
 
-import os
 import random
 
 import pytest
 
-from ksnoop.btf import BTF, Kind
+from ksnoop.btf import Kind
 from ksnoop.cmd_render import find_type
 from ksnoop.decode import Decoder
 from ksnoop.errors import UsageError
@@ -16,11 +15,8 @@ VMLINUX = "/sys/kernel/btf/vmlinux"
 
 
 @pytest.fixture(scope="module")
-def btf():
-    if not os.access(VMLINUX, os.R_OK):
-        pytest.skip(f"{VMLINUX} not readable")
-    with open(VMLINUX, "rb") as f:
-        return BTF(f.read(), name="vmlinux")
+def btf(vmlinux_btf):
+    return vmlinux_btf
 
 
 def sample(btf, n=120):
