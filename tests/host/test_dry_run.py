@@ -134,11 +134,21 @@ def test_six_functions_with_options(env, options):
             assert "(string, up to 255 bytes)" in out
 
 
-@pytest.mark.parametrize("buffer", ["ringbuf", "perf"])
-def test_event_bigger_than_a_per_cpu_value(env, buffer):
+def test_event_bigger_than_a_per_cpu_value(env):
     """-s 65536 on a 170 KiB struct: a 64 KiB event, over the 32 KiB per-CPU map limit."""
-    out, loaded = dry_run(env, "-s", "65536", "--buffer", buffer, "wakeup_kcompactd(pgdat)")
+    out, loaded = dry_run(env, "-s", "65536", "--buffer", "ringbuf", "wakeup_kcompactd(pgdat)")
     assert "  entry  pgdat: pg_data_t * (deref, 65536 of " in out
+    assert loaded == 1
+
+
+def test_event_too_big_for_a_perf_record_is_refused(env):
+    """A perf sample's size is 16 bits: such events would be dropped, so refuse them."""
+    rc, out, err = ksnoop(env, "trace", "--dry-run", "-s", "65536", "--buffer", "perf",
+                          "wakeup_kcompactd(pgdat)")
+    assert rc == 1
+    assert err == ("ksnoop: events of 65592 bytes do not fit a perf buffer record "
+                   "(at most 65471): use a smaller -s/--size\n")
+    out, loaded = dry_run(env, "-s", "32768", "--buffer", "perf", "wakeup_kcompactd(pgdat)")
     assert loaded == 1
 
 
