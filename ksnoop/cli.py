@@ -135,8 +135,8 @@ def info_cmd(functions, btf_path, debug):
               "and the output says so.")
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "line", "json"]),
               default="text", show_default=True,
-              help="text: multi-line, like the RFC; line: one line per event (for grep); "
-                   "json: one JSON object per line (for jq).")
+              help="text: multi-line, like the RFC; line: one line per event, return "
+                   "values after '=>' (for grep); json: one JSON object per line (for jq).")
 @click.option("-n", "--count", "max_events", type=click.IntRange(min=1), default=None,
               help="Stop after N events.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,

@@ -94,9 +94,15 @@ class Formatter:
             text, note = self.value_text(cap, btf)
             parts.append((cap.value.name, text, note))
         if self.fmt == "line":
-            vals = ", ".join(f"{n} = {t}" + (f" /* {note} */" if note else "") for n, t, note in parts)
-            arrow = " =>" if ev.kind == RETURN else ""
-            return f"{ev.comm:<16} {ev.tgid:>7} {ev.cpu:>4} {ts:>16} {ev.func.name}({vals}){arrow}"
+            # entry values inside the parentheses, return values after "=>":
+            #   f(a = 1)   f() => return = (int)0   f(a = 1) => return = (int)0
+            def join(at_return):
+                return ", ".join(f"{n} = {t}" + (f" /* {note} */" if note else "")
+                                 for (n, t, note), cap in zip(parts, ev.values)
+                                 if cap.value.at_return == at_return)
+            ret = f" => {join(True)}" if ev.kind != ENTRY else ""
+            return (f"{ev.comm:<16} {ev.tgid:>7} {ev.cpu:>4} {ts:>16} "
+                    f"{ev.func.name}({join(False)}){ret}")
         lines = [f"{ev.comm:<16} {ev.tgid:>7} {ev.cpu:>4} {ts:>16} {ev.func.name}("]
         for i, (name, text, note) in enumerate(parts):
             body = text.replace("\n", "\n  ")

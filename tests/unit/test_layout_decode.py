@@ -250,7 +250,7 @@ def test_return_event(plan):
     e, out = fmt(plan, buf)
     assert e.comm == "cat" and e.kind == RETURN
     assert out["text"].splitlines()[1:] == ["  return = (int)-2", ");"]
-    assert out["line"].endswith("do_sys_openat2(return = (int)-2) =>")
+    assert out["line"].endswith("do_sys_openat2() => return = (int)-2")
     j = json.loads(out["json"])
     assert (j["event"], j["values"]) == ("return", {"return": -2})
 
@@ -286,6 +286,10 @@ def test_stash_event_with_truncated_struct(plan):
         "  return = (int)-22",
         ");"]
     assert out["text"].count(f"{LIMIT} of {net_size}") == 1  # said once, not twice
+    # one line: entry values in the parentheses, return values after "=>"
+    assert out["line"].endswith(
+        '(unsigned int)84, skb->dev->name = (char[16])"lo", skb->pkt_type = (__u8)4) '
+        "=> return = (int)-22")
     j = json.loads(out["json"])
     assert j["event"] == "call"
     assert j["notes"] == {"net": f"{LIMIT} bytes of {net_size}"}
