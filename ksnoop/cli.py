@@ -143,13 +143,15 @@ def info_cmd(functions, btf_path, debug):
               metavar="SECONDS", help="Stop after SECONDS.")
 @click.option("--buffer", type=click.Choice(["auto", "ringbuf", "perf"]), default="auto",
               show_default=True, help="BPF ring buffer where the kernel has it, else perf buffer.")
+@click.option("--color/--no-color", "colour", default=None,
+              help="Colour the text and line output (default: when stdout is a terminal).")
 @click.option("--dry-run", is_flag=True,
               help="Resolve, generate, compile and load through the verifier; print the plan; "
                    "attach nothing.")
 @click.option("--dump-bpf", is_flag=True, help="Print the generated BPF C and exit.")
 @debug_option
-def trace_cmd(specs, pid, pages, limit, fmt, max_events, duration, buffer, dry_run, dump_bpf,
-              debug):
+def trace_cmd(specs, pid, pages, limit, fmt, max_events, duration, buffer, colour, dry_run,
+              dump_bpf, debug):
     """Trace calls of kernel functions.
 
     \b
@@ -185,7 +187,8 @@ def trace_cmd(specs, pid, pages, limit, fmt, max_events, duration, buffer, dry_r
         click.echo(prepared.c_text, nl=False)
         return
     tracer = Tracer(prepared, kernel, fmt=fmt, pages=pages, buffer=buffer, debug=debug,
-                    max_events=max_events or 0, duration=duration or 0.0)
+                    max_events=max_events or 0, duration=duration or 0.0,
+                    colour=sys.stdout.isatty() if colour is None else colour)
     if dry_run:
         text, times = tracer.dry_run()
         click.echo(text)

@@ -37,7 +37,7 @@ class Tracer:
     """Runs one prepared trace until stopped, writing events to ``out``."""
 
     def __init__(self, prepared, kernel, fmt="text", out=None, err=None, pages=64,
-                 buffer="auto", debug=False, max_events=0, duration=0.0):
+                 buffer="auto", debug=False, max_events=0, duration=0.0, colour=False):
         self.prepared = prepared
         self.kernel = kernel
         self.formatter = Formatter(fmt)
@@ -49,6 +49,24 @@ class Tracer:
         self.events = 0
         self.lost = 0
         self.bad = 0
+        self.console = None
+        if colour and fmt != "json":
+            from rich.console import Console
+            from rich.theme import Theme
+
+            from .render.text import THEME
+
+            self.console = Console(file=self.out, theme=Theme(THEME), highlight=False,
+                                   force_terminal=True,
+                                   soft_wrap=True)
+
+    def _write(self, text):
+        if self.console is None:
+            self.out.write(text + "\n")
+        else:
+            from .render.text import colourize
+
+            self.console.print(colourize(text))
 
     def _session(self):
         from .runtime import PERF, Session
@@ -80,7 +98,7 @@ class Tracer:
             self.bad += 1
             self.err.write(f"ksnoop: undecodable event: {e}\n")
             return
-        self.out.write(self.formatter.event(ev) + "\n")
+        self._write(self.formatter.event(ev))
         self.events += 1
 
     def _on_lost(self, count):
@@ -103,7 +121,7 @@ class Tracer:
                            "Ctrl-C to stop\n")
             self.err.flush()
             if header:
-                self.out.write(header + "\n")
+                self._write(header)
             self.out.flush()
             deadline = time.monotonic() + self.duration if self.duration else None
             try:
