@@ -8,7 +8,7 @@ constants are checked against the value's C type here, so generated C never
 sees a literal that does not fit.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import callconv
 from .arch import current as current_arch
@@ -168,7 +168,7 @@ class _Resolver:
             val = self.value(spec, fn, slots, vs)
             prev = target.get(val.name)
             if prev is not None:
-                val = Value(**{**prev.__dict__, "preds": prev.preds + val.preds})
+                val = replace(prev, preds=prev.preds + val.preds)
             target[val.name] = val
         return self._plan(index, fn, addr, tuple(entry.values()), tuple(ret.values()))
 
@@ -215,7 +215,7 @@ class _Resolver:
         val = self._walk(spec, btf, start, vs) if vs.steps else self._finish_register(btf, start)
         if vs.predicate is not None:
             val = self._predicate(spec, btf, val, vs)
-        return Value(**{**val.__dict__, "name": vs.path})
+        return replace(val, name=vs.path)
 
     def _from_register(self, btf, slot, name, at_return, follow=True):
         regs = tuple(self.arch.arg(r) for r in slot.regs)
@@ -248,9 +248,9 @@ class _Resolver:
         if shown is None:
             return val
         kind, show, size, full = shown
-        return Value(**{**val.__dict__, "kind": kind, "show_type": show, "read_off": 0,
-                        "size": size, "full_size": full,
-                        "user": _is_user_ptr(btf, val.type_id)})
+        return replace(val, kind=kind, show_type=show, read_off=0,
+                        size=size, full_size=full,
+                        user=_is_user_ptr(btf, val.type_id))
 
     def _walk(self, spec, btf, val, vs):
         tid, hops, off, in_memory = val.type_id, [], 0, False
@@ -336,7 +336,7 @@ class _Resolver:
             raise spec.error(f"{p.literal} is out of range for {vs.path} "
                              f"('{type_name(btf, val.type_id)}': {lo}..{hi})",
                              p.end - len(p.literal), len(p.literal))
-        return Value(**{**val.__dict__, "preds": (Pred(p.op, p.value, p.pos, p.end),)})
+        return replace(val, preds=(Pred(p.op, p.value, p.pos, p.end),))
 
 
 def _short(names, limit=120):
