@@ -248,9 +248,8 @@ class _Resolver:
         if shown is None:
             return val
         kind, show, size, full = shown
-        return replace(val, kind=kind, show_type=show, read_off=0,
-                        size=size, full_size=full,
-                        user=_is_user_ptr(btf, val.type_id))
+        return replace(val, kind=kind, show_type=show, read_off=0, size=size, full_size=full,
+                       user=_is_user_ptr(btf, val.type_id))
 
     def _walk(self, spec, btf, val, vs):
         tid, hops, off, in_memory = val.type_id, [], 0, False
