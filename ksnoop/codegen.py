@@ -172,13 +172,23 @@ def _scratch_map(size, ncpus):
             "#define KSNOOP_SCRATCH_SLOT bpf_get_smp_processor_id()")
 
 
+def _prologue(name, pid):
+    """A program's signature, task id and process filters."""
+    return ([f"int {name}(struct pt_regs *ctx)", "{", "\tu64 id = bpf_get_current_pid_tgid();"]
+            + _pid_filter(pid))
+
+
+def _stash_key(fp):
+    """This task's stash key and call-depth counter (``dp``) for function ``fp``."""
+    return ["\tstruct ksnoop_stash_key key = { .tid = (u32)id };",
+            f"\tu32 *dp = ksnoop_depth_{fp.index}.lookup(&key.tid);"]
+
+
 def _entry_program(fp, ev, pid):
     name = f"ksnoop_entry_{fp.index}"
-    out = [f"int {name}(struct pt_regs *ctx)", "{", "\tu64 id = bpf_get_current_pid_tgid();"]
-    out += _pid_filter(pid)
+    out = _prologue(name, pid)
     if fp.stash:
-        out += ["\tstruct ksnoop_stash_key key = { .tid = (u32)id };",
-                f"\tu32 *dp = ksnoop_depth_{fp.index}.lookup(&key.tid);",
+        out += _stash_key(fp) + [
                 "\tu32 depth = dp ? *dp : 0;",
                 f"\tkey.depth = depth & {STASH_DEPTH - 1};",
                 "\tdepth++;",
@@ -204,11 +214,9 @@ def _entry_program(fp, ev, pid):
 
 def _return_program(fp, ev, pid):
     name = f"ksnoop_return_{fp.index}"
-    out = [f"int {name}(struct pt_regs *ctx)", "{", "\tu64 id = bpf_get_current_pid_tgid();"]
-    out += _pid_filter(pid)
+    out = _prologue(name, pid)
     if fp.stash:
-        out += ["\tstruct ksnoop_stash_key key = { .tid = (u32)id };",
-                f"\tu32 *dp = ksnoop_depth_{fp.index}.lookup(&key.tid);",
+        out += _stash_key(fp) + [
                 "\tif (!dp || *dp == 0) return 0;",
                 "\tu32 depth = *dp - 1;",
                 f"\tksnoop_depth_{fp.index}.update(&key.tid, &depth);",
