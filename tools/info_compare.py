@@ -4,8 +4,9 @@
     tools/info_compare.py                 # every FUNC in vmlinux BTF (~25 min)
     tools/info_compare.py --sample 3000   # a random sample (seed printed)
 
-A difference is accepted only where the reference is known to be wrong and
-the function has the BTF shape that triggers that defect:
+A difference is accepted only in the part of the line (return type, one
+parameter, the trailing comment) whose BTF shape triggers a known reference
+defect:
 
   hang        a parameter or the return type leads (through pointers and
               qualifiers) to a nameless type: function pointer, array, or
@@ -51,6 +52,24 @@ def chain_kinds(btf, tid):
     return kinds, depth
 
 
+def type_defects(btf, tid):
+    """The reference defects one parameter's (or the return's) type triggers."""
+    if tid == 0:
+        return set()
+    found = set()
+    kinds, depth = chain_kinds(btf, tid)
+    last = kinds[-1]
+    if depth > 1:
+        found.add("multi-ptr")
+    if last.kind == Kind.FWD:
+        found.add("fwd")
+    if last.kind == Kind.TYPE_TAG:
+        found.add("type-tag")
+    if last.id != 0 and not last.name:
+        found.add("hang")
+    return found
+
+
 def defects(btf, fid):
     """The reference defects this function's prototype triggers."""
     proto = btf[btf[fid].type]
@@ -60,21 +79,59 @@ def defects(btf, fid):
     if proto.is_variadic:
         found.add("variadic")
     for tid in [proto.type] + [p.type for p in proto.params]:
-        if tid == 0:
-            continue
-        kinds, depth = chain_kinds(btf, tid)
-        last = kinds[-1]
-        if depth > 1:
-            found.add("multi-ptr")
-        if last.kind == Kind.FWD:
-            found.add("fwd")
-        if last.kind == Kind.TYPE_TAG:
-            found.add("type-tag")
-        if last.id != 0 and not last.name:
-            found.add("hang")
+        found |= type_defects(btf, tid)
     if any(not s.traceable for s in callconv.assign(btf, proto)):
         found.add("stack-arg")
     return found
+
+
+def split_line(name, line):
+    """(return part, [parameters], trailing comment) of one info line."""
+    at = line.index(name + "(")
+    inner = line[at + len(name) + 1:line.rindex(");")]
+    comment = ""
+    if "/*" in inner:
+        inner, comment = inner[:inner.index("/*")].rstrip(), inner[inner.index("/*"):]
+    params, depth, cur = [], 0, ""
+    for ch in inner:
+        if ch == "," and depth == 0:
+            params.append(cur.strip())
+            cur = ""
+            continue
+        depth += (ch == "(") - (ch == ")")
+        cur += ch
+    if cur.strip():
+        params.append(cur.strip())
+    return line[:at], params, comment
+
+
+def unexplained(btf, fid, name, ours, theirs):
+    """Why ours and the reference's lines differ other than by a known reference
+    defect of the very part that differs; None when every difference is explained."""
+    proto = btf[btf[fid].type]
+    if theirs is None:
+        # it loops on nameless types, and reads garbage type ids past the 5th parameter
+        return None if defects(btf, fid) & {"hang", "many-args"} else "the reference failed or hung"
+    o_ret, o_params, o_comment = split_line(name, ours)
+    t_ret, t_params, t_comment = split_line(name, theirs)
+    if o_ret != t_ret and not type_defects(btf, proto.type):
+        return f"return type: {o_ret!r} vs {t_ret!r}"
+    many = len(proto.params) > 5
+    for i, (o, t) in enumerate(zip(o_params, t_params)):
+        if o == t or (many and i >= 5):
+            continue
+        if i < len(proto.params):
+            p = proto.params[i]
+            if p.type == 0 and not p.name:  # "..." printed as "void "
+                continue
+            if type_defects(btf, p.type):
+                continue
+        return f"parameter {i + 1}: {o!r} vs {t!r}"
+    if len(o_params) != len(t_params) and not many:
+        return f"{len(o_params)} parameters vs {len(t_params)}"
+    if o_comment != t_comment and not (many or "stack-arg" in defects(btf, fid)):
+        return f"comment: {o_comment!r} vs {t_comment!r}"
+    return None
 
 
 def run_reference(names, timeout=60):
@@ -96,7 +153,7 @@ def run_reference(names, timeout=60):
 
 
 def compare(btf, names, batch=50, jobs=2):
-    """(checked, accepted-by-defect counts, failures[(name, ours, ref, defects)])."""
+    """(checked, accepted-by-defect counts, failures[(name, ours, ref, reason)])."""
     from concurrent.futures import ThreadPoolExecutor
 
     ids = {}
@@ -115,12 +172,12 @@ def compare(btf, names, batch=50, jobs=2):
         theirs = ref[name]
         if theirs == ours:
             continue
-        why = defects(btf, ids[name])
-        if why:
-            for d in why:
+        reason = unexplained(btf, ids[name], name, ours, theirs)
+        if reason is None:
+            for d in defects(btf, ids[name]):
                 accepted[d] = accepted.get(d, 0) + 1
         else:
-            failures.append((name, ours, theirs, why))
+            failures.append((name, ours, theirs, reason))
     return len(names), accepted, failures
 
 
@@ -145,8 +202,8 @@ def main():
           f"only by a known reference defect; {len(failures)} unexplained differences")
     for d, n in sorted(accepted.items()):
         print(f"  reference defect {d}: {n} functions")
-    for name, ours, theirs, _ in failures[:50]:
-        print(f"DIFF {name}\n  ours: {ours}\n  ref:  {theirs}")
+    for name, ours, theirs, reason in failures[:50]:
+        print(f"DIFF {name}: {reason}\n  ours: {ours}\n  ref:  {theirs}")
     return 1 if failures else 0
 
 
