@@ -223,13 +223,7 @@ class TreeText:
             return
         ind = s.ind(depth)
         if isinstance(node, D.Record):
-            mark = len(out)
-            out.append(ind + desig + label + "{" + s.nl)
-            self.fields(node, depth + 1, out)
-            if len(out) == mark + 1 and not s.zero:
-                del out[mark:]
-            else:
-                out.append(ind + "}," + s.nl)
+            self._block(ind + desig + label, "{", "}", self.fields, node, depth, out)
             return
         if isinstance(node, D.Array):
             shape, _ = s.array_shape(node.tid)
@@ -238,17 +232,23 @@ class TreeText:
                 if items is not None:
                     out.append(ind + desig + label + "[" + items + "]," + s.nl)
                 return
-            mark = len(out)
-            out.append(ind + desig + label + "[" + s.nl)
-            self.elements(node, depth + 1, out)
-            if len(out) == mark + 1 and not s.zero:
-                del out[mark:]
-            else:
-                out.append(ind + "]," + s.nl)
+            self._block(ind + desig + label, "[", "]", self.elements, node, depth, out)
             return
         text, nz = self.scalar(node)
         if nz or s.zero:
             out.append(ind + desig + label + text + "," + s.nl)
+
+    def _block(self, head, opener, closer, body, node, depth, out):
+        """``head{`` + the body's lines + ``},``; dropped when the body is empty
+        (unless zeros are shown)."""
+        s = self.s
+        mark = len(out)
+        out.append(head + opener + s.nl)
+        body(node, depth + 1, out)
+        if len(out) == mark + 1 and not s.zero:
+            del out[mark:]
+        else:
+            out.append(s.ind(depth) + closer + "," + s.nl)
 
     def fields(self, node, depth, out):
         label = self.s.label
