@@ -41,7 +41,6 @@ class Kallsyms:
 
     def __init__(self, text):
         self.text = text if isinstance(text, str) else text.decode("utf-8", "replace")
-        self._all = None
 
     def lookup(self, name):
         """Every function symbol exactly called ``name`` (several for static
@@ -69,15 +68,3 @@ class Kallsyms:
             places = ", ".join(s.where() for s in syms)
             raise SymbolError(f"{name}: ambiguous, {len(syms)} functions share the name: {places}")
         return syms[0]
-
-    def symbols(self):
-        if self._all is None:
-            self._all = [s for s in map(parse_line, self.text.splitlines()) if s is not None]
-        return self._all
-
-    def addresses_visible(self):
-        """False when kptr_restrict hides addresses (all zero)."""
-        for sym in self.symbols()[:16]:
-            if sym.addr:
-                return True
-        return False

@@ -93,14 +93,6 @@ class Kernel:
             self._modules[module] = load_btf_file(path, base=self.vmlinux)
         return self._modules[module]
 
-    def modules_with_btf(self):
-        if self.btf_path is not None:
-            return []
-        try:
-            return sorted(n for n in os.listdir(self.sys_btf) if n != "vmlinux")
-        except OSError:
-            return []
-
     @property
     def kallsyms(self):
         if self._kallsyms is None:
