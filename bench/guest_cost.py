@@ -191,10 +191,10 @@ def measure(label, spec, work, datagrams, rounds, batch):
 
 def our_event_bytes(spec):
     """(event payload bytes, bytes per buffer record, buffer kind) for ``spec``."""
-    from ksnoop.kernel import Kernel
-    from ksnoop.layout import layouts_for
-    from ksnoop.runtime import ringbuf_supported
-    from ksnoop.trace import prepare
+    from ksnoop.kernel.features import ringbuf_supported
+    from ksnoop.kernel.files import Kernel
+    from ksnoop.trace.job import prepare
+    from ksnoop.trace.wire import layouts_for
 
     kernel = Kernel()
     prepared = prepare([spec], kernel, limit=2048)
@@ -231,7 +231,7 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("guest_cost.py: needs root")
-    from ksnoop.runtime import kprobes_available
+    from ksnoop.kernel.features import kprobes_available
     ok, why = kprobes_available()
     if not ok:
         sys.exit(f"guest_cost.py: cannot attach kprobes here ({why}): run bench/run-guest.sh")
@@ -249,7 +249,8 @@ def main():
 
     failed = []
     print(f"kernel-side BPF cost per traced call, {FUNC}, {args.rounds} rounds of "
-          f"{args.datagrams} UDP datagrams to 127.0.0.1 (batches of {args.batch}), both tools tracing concurrently (TCG: compare ratios only)")
+          f"{args.datagrams} UDP datagrams to 127.0.0.1 (batches of {args.batch}), "
+          "both tools tracing concurrently (TCG: compare ratios only)")
     for res in results:
         print(f"\n[{res['label']}] spec {res['spec']!r}  (both attached after "
               f"{res['ready_s']:.0f} s; workload {res['send_s']:.1f} s)")

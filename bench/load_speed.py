@@ -44,11 +44,11 @@ def timed(argv, expect_ok=True):
 
 def in_process_once():
     """One spec-to-loaded pass in this process, timed per stage (seconds)."""
-    from ksnoop.codegen import generate
-    from ksnoop.kernel import Kernel
-    from ksnoop.resolve import resolve
-    from ksnoop.runtime import Probe, Session
-    from ksnoop.spec import parse
+    from ksnoop.kernel.files import Kernel
+    from ksnoop.trace.codegen import Machine, generate
+    from ksnoop.trace.resolve import resolve
+    from ksnoop.trace.runtime import Probe, Session
+    from ksnoop.trace.spec import parse
 
     t = {}
     t0 = time.perf_counter()
@@ -57,7 +57,7 @@ def in_process_once():
     t1 = time.perf_counter()
     plan = resolve([parse(s) for s in SPECS], kernel, limit=2048)
     t2 = time.perf_counter()
-    c_text, progs = generate(plan)
+    c_text, progs = generate(plan, Machine(os.getpid(), kernel.possible_cpus()))
     probes = [Probe(fp.name, e, r, module=fp.module or None) for fp, e, r in progs]
     t3 = time.perf_counter()
     with Session(c_text, probes, btf=kernel.vmlinux) as s:
@@ -115,7 +115,7 @@ def main():
 
 if __name__ == "__main__":
     t0 = time.perf_counter()
-    import ksnoop.runtime  # noqa: F401,E402  (imports bcc)
+    import ksnoop.trace.runtime  # noqa: F401,E402  (imports bcc)
     IMPORT_S = time.perf_counter() - t0
-    print(f"(import ksnoop.runtime + bcc in this process: {IMPORT_S * 1e3:.0f} ms)")
+    print(f"(import ksnoop.trace.runtime + bcc in this process: {IMPORT_S * 1e3:.0f} ms)")
     sys.exit(main())

@@ -8,7 +8,7 @@ cd "$ROOT"
 K=("$ROOT/.venv/bin/python" -m ksnoop)
 
 if [ "${1:-}" != "--here" ] && ! "$ROOT/.venv/bin/python" -c \
-        'import sys; from ksnoop.runtime import kprobes_available; sys.exit(0 if kprobes_available()[0] else 1)'; then
+        'import sys; from ksnoop.kernel.features import kprobes_available; sys.exit(0 if kprobes_available()[0] else 1)'; then
     echo "== ksnoop info (this machine)"
     "${K[@]}" info ip_send_skb do_sys_openat2 SEQ_printf
     echo "== this kernel cannot attach kprobes: running the trace demo in the VM test bed"

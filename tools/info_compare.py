@@ -29,10 +29,12 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from ksnoop import callconv  # noqa: E402
+from ksnoop.kernel import callconv  # noqa: E402
 from ksnoop.btf import BTF, Kind  # noqa: E402
-from ksnoop.functions import Function  # noqa: E402
-from ksnoop.info import signature  # noqa: E402
+from ksnoop.kernel.functions import (
+    Function,  # noqa: E402
+    signature,  # noqa: E402
+)
 
 REFERENCE = "/usr/sbin/ksnoop"
 SKIP = {Kind.PTR, Kind.CONST, Kind.VOLATILE, Kind.RESTRICT}

@@ -5,13 +5,14 @@ from cache) an index of where each type record starts; records are parsed
 into immutable ``Type`` objects only when asked for.
 """
 
-from dataclasses import dataclass
 from array import array
+from dataclasses import dataclass
 
 from ..errors import BTFError
-from . import layout as L
-from .layout import Kind
+from . import format as L
 from . import index_cache
+from .format import Kind
+
 
 @dataclass(frozen=True, slots=True)
 class Member:

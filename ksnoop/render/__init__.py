@@ -15,7 +15,7 @@ rendered and the rest is marked; ``None`` or ``b""`` means unreadable.
 """
 
 from ..errors import RenderError
-from .kernel import COMPACT, NONAME, PTR_RAW, ZERO, ALL_FLAGS
+from .snprintf import ALL_FLAGS, COMPACT, NONAME, PTR_RAW, ZERO
 
 STYLES = ("ksnoop", "kernel", "json")
 
@@ -37,11 +37,11 @@ class Renderer:
         self.size = btf.size_of(type_id)
         self._fast = None
         if style == "kernel":
-            from .kernel import KernelRenderer
+            from .snprintf import KernelRenderer
 
             self._kernel = KernelRenderer(btf, type_id, flags, ptr_hash)
         else:
-            from ..decode import Decoder
+            from .values import Decoder
 
             self._decoder = Decoder(btf)
             if style == "ksnoop":
@@ -92,7 +92,7 @@ class Renderer:
 
     def tree(self, data, offset=0):
         """The decoded value tree (ksnoop.decode nodes) of the value."""
-        from ..decode import Decoder
+        from .values import Decoder
 
         size = self.size
         end = offset + min(max(len(data) - offset, 0), size)

@@ -19,7 +19,7 @@
 import json
 import math
 
-from .. import decode as D
+from . import values as D
 
 
 def to_python(node):

@@ -36,9 +36,8 @@ Python code for one type (full-size data, the fast path).
 
 import struct
 
-from .. import cdecl
-from ..btf import Kind
-from .. import decode as D
+from ..btf import Kind, cdecl
+from . import values as D
 
 COMPACT, NONAME, PTR_RAW, ZERO = 1, 2, 4, 8
 

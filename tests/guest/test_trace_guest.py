@@ -11,16 +11,23 @@ output, and the reference ksnoop's, on the same workload.
 import json
 import os
 import re
-import tempfile
-
-import pytest
-
 import signal
 import subprocess
 import sys
+import tempfile
 
-from workload import (KSNOOP, UDP_PAYLOAD, dummy_device, ksnoop, ksnoop_piped, open_files,
-                      reference, send_udp, wait_ready)
+import pytest
+from workload import (
+    KSNOOP,
+    UDP_PAYLOAD,
+    dummy_device,
+    ksnoop,
+    ksnoop_piped,
+    open_files,
+    reference,
+    send_udp,
+    wait_ready,
+)
 
 DATAGRAMS = 5
 MISSING = "/nonexistent/ksnoop-test-file"
@@ -29,7 +36,7 @@ MISSING = "/nonexistent/ksnoop-test-file"
 def _why_not():
     if os.geteuid() != 0:
         return "needs root"
-    from ksnoop.runtime import kprobes_available
+    from ksnoop.kernel.features import kprobes_available
 
     ok, why = kprobes_available()
     return None if ok else f"cannot attach kprobes here: {why}"

@@ -160,8 +160,8 @@ def test_pid_filter_is_in_the_program(env):
 
 def test_in_process_batch():
     """Many plans through the library: prepare -> Tracer.dry_run (compile + verifier)."""
-    from ksnoop.kernel import Kernel
-    from ksnoop.trace import Tracer, prepare
+    from ksnoop.kernel.files import Kernel
+    from ksnoop.trace.job import Tracer, prepare
 
     kernel = Kernel()
     batches = [

@@ -11,11 +11,10 @@ import random
 import time
 
 import pytest
+from oracle import IN_MAX, KernelOracle, OracleUnavailable
 
 from ksnoop.btf import BTF, Kind
-from ksnoop.render.kernel import KernelRenderer, PTR_RAW, COMPACT
-
-from oracle import IN_MAX, KernelOracle, OracleUnavailable
+from ksnoop.render.snprintf import COMPACT, PTR_RAW, KernelRenderer
 
 pytestmark = pytest.mark.host
 

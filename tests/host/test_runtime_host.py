@@ -1,4 +1,4 @@
-"""ksnoop.runtime on the host kernel: real compile, real verifier, real buffers.
+"""ksnoop.trace.runtime on the host kernel: real compile, real verifier, real buffers.
 
 The host kernel has BPF but no kprobes: kprobe programs are loaded (verifier)
 but not attached, and event delivery is shown with raw tracepoints, which use
@@ -84,7 +84,7 @@ int ksnoop_return_%(i)d(struct pt_regs *ctx)
 
 
 def kprobe_program(n):
-    from ksnoop.runtime import Probe
+    from ksnoop.trace.runtime import Probe
 
     shared, _, _ = KPROBE_C.partition("int ksnoop_entry_")
     funcs = "int ksnoop_entry_" + KPROBE_C.partition("int ksnoop_entry_")[2]
@@ -125,7 +125,7 @@ def bpftool_prog_names():
 
 
 def test_header_tree_is_built_once_and_reused(btf):
-    from ksnoop import kheaders
+    from ksnoop.kernel import headers as kheaders
 
     first = kheaders.ensure_header_tree(btf)
     mtime = os.stat(first).st_mtime_ns
@@ -136,7 +136,7 @@ def test_header_tree_is_built_once_and_reused(btf):
 
 @pytest.mark.parametrize("buffer", ["ringbuf", "perf"])
 def test_kprobe_program_passes_verifier(btf, buffer):
-    from ksnoop.runtime import Session
+    from ksnoop.trace.runtime import Session
 
     text, probes = kprobe_program(1)
     with Session(text, probes, btf=btf, buffer=buffer) as s:
@@ -147,7 +147,8 @@ def test_kprobe_program_passes_verifier(btf, buffer):
 
 def test_attach_without_kprobes_is_a_clear_error(btf):
     from ksnoop.errors import AttachError
-    from ksnoop.runtime import Session, kprobes_available
+    from ksnoop.kernel.features import kprobes_available
+    from ksnoop.trace.runtime import Session
 
     ok, _ = kprobes_available()
     if ok:
@@ -163,7 +164,7 @@ def test_attach_without_kprobes_is_a_clear_error(btf):
 
 def test_compile_error_is_one_line(btf):
     from ksnoop.errors import AttachError
-    from ksnoop.runtime import Session, Probe
+    from ksnoop.trace.runtime import Probe, Session
 
     with Session("int ksnoop_entry_0(struct pt_regs *ctx) { return nope; }",
                  [Probe("vfs_read", entry_fn="ksnoop_entry_0")], btf=btf) as s:
@@ -174,7 +175,7 @@ def test_compile_error_is_one_line(btf):
 
 def test_verifier_rejection_is_reported(btf):
     from ksnoop.errors import AttachError
-    from ksnoop.runtime import Session, Probe
+    from ksnoop.trace.runtime import Probe, Session
 
     bad = ("int ksnoop_entry_0(struct pt_regs *ctx) {"
            " char buf[16]; u32 n = ctx->si;"  # unbounded size: the verifier says no
@@ -187,7 +188,7 @@ def test_verifier_rejection_is_reported(btf):
 
 
 def test_four_function_program_load_time(btf, capsys):
-    from ksnoop.runtime import Session
+    from ksnoop.trace.runtime import Session
 
     text, probes = kprobe_program(4)
     t0 = time.perf_counter()
@@ -203,7 +204,7 @@ def test_four_function_program_load_time(btf, capsys):
 
 @pytest.mark.parametrize("buffer", ["ringbuf", "perf"])
 def test_events_arrive_and_close_detaches(btf, buffer):
-    from ksnoop.runtime import RawTracepoint, Session
+    from ksnoop.trace.runtime import RawTracepoint, Session
 
     fn = f"ksn_tp_{buffer[:4]}"
     text = RAW_TP_C % {"fn": fn, "pid": os.getpid()}
@@ -239,7 +240,7 @@ def test_events_arrive_and_close_detaches(btf, buffer):
 
 
 def test_callback_exception_propagates_from_poll(btf):
-    from ksnoop.runtime import RawTracepoint, Session
+    from ksnoop.trace.runtime import RawTracepoint, Session
 
     def boom(cpu, data):
         raise BrokenPipeError(32, "Broken pipe")
@@ -256,7 +257,7 @@ def test_callback_exception_propagates_from_poll(btf):
 
 
 def test_ringbuf_drops_are_counted(btf):
-    from ksnoop.runtime import RawTracepoint, Session
+    from ksnoop.trace.runtime import RawTracepoint, Session
 
     fn = "ksn_tp_drop"
     # each event is 1 KiB; one page of ring buffer per CPU fills quickly
@@ -292,7 +293,7 @@ int %s(struct bpf_raw_tracepoint_args *ctx)
 SIGTERM_CHILD = r"""
 import os, signal, sys
 from ksnoop.btf import BTF
-from ksnoop.runtime import RawTracepoint, Session
+from ksnoop.trace.runtime import RawTracepoint, Session
 btf = BTF(open("/sys/kernel/btf/vmlinux", "rb").read(), name="vmlinux")
 text = sys.argv[1]
 with Session(text, [RawTracepoint("sys_enter", "ksn_tp_term")], btf=btf) as s:

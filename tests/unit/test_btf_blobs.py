@@ -4,10 +4,10 @@ has few or none of, split BTF, and corrupt input (always a one-line BTFError).""
 import struct
 
 import pytest
-
 from btfwriter import BTFWriter
+
 from ksnoop.btf import BTF, Kind, VarSecInfo
-from ksnoop.cdecl import type_name
+from ksnoop.btf.cdecl import type_name
 from ksnoop.errors import BTFError
 
 HDR = struct.Struct("<HBBIIIII")

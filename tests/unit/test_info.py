@@ -9,7 +9,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from ksnoop.cli import cli
+from ksnoop.cli.main import cli
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -123,6 +123,7 @@ def test_corrupt_btf_file_is_one_line(tmp_path):
 @pytest.mark.skipif(not os.access("/usr/sbin/ksnoop", os.X_OK), reason="reference ksnoop missing")
 def test_matches_reference_on_3000_random_functions():
     import info_compare
+
     from ksnoop.btf import BTF, Kind
 
     with open(VMLINUX, "rb") as f:

@@ -3,7 +3,7 @@
 import pytest
 
 from ksnoop.errors import SymbolError
-from ksnoop.kallsyms import Kallsyms, parse_line
+from ksnoop.kernel.kallsyms import Kallsyms, parse_line
 
 TEXT = """\
 ffffffff81000000 T _stext

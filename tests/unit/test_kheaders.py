@@ -1,4 +1,4 @@
-"""ksnoop.kheaders: C text from BTF, and the header tree on disk (no root needed)."""
+"""ksnoop.kernel.headers: C text from BTF, and the header tree on disk (no root needed)."""
 
 import os
 import shutil
@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from ksnoop import arch, kheaders
+from ksnoop.kernel import arch
+from ksnoop.kernel import headers as kheaders
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
 

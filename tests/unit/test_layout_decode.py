@@ -9,14 +9,16 @@ import struct
 
 import pytest
 
-from ksnoop.codegen import event_struct, generate
 from ksnoop.errors import KsnoopError
-from ksnoop.events import Decoder
-from ksnoop.kernel import Kernel
-from ksnoop.layout import CALL, ENTRY, HEADER, HEADER_SIZE, RETURN, layouts_for
-from ksnoop.output import Formatter, describe_plan
-from ksnoop.resolve import resolve
-from ksnoop.spec import parse
+from ksnoop.kernel.files import Kernel
+from ksnoop.trace.codegen import Machine, event_struct, generate
+from ksnoop.trace.events import Decoder
+from ksnoop.trace.output import Formatter, describe_plan
+from ksnoop.trace.resolve import resolve
+from ksnoop.trace.spec import parse
+from ksnoop.trace.wire import CALL, ENTRY, HEADER, HEADER_SIZE, RETURN, layouts_for
+
+MACHINE = Machine(self_tgid=1, ncpus=4)  # a stand-in: codegen takes machine facts as input
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
 pytestmark = pytest.mark.skipif(not os.path.exists(VMLINUX), reason="kernel has no BTF")
@@ -94,7 +96,7 @@ def c_offsets(text):
 
 
 def test_emitted_c_struct_matches_the_layout(plan):
-    c_text, _ = generate(plan)
+    c_text, _ = generate(plan, MACHINE)
     n = 0
     for fp in plan.funcs:
         for ev in layouts_for(fp):
@@ -119,7 +121,7 @@ def test_emitted_c_struct_matches_the_layout(plan):
 
 
 def test_header_struct_is_40_bytes(plan):
-    c_text, _ = generate(plan)
+    c_text, _ = generate(plan, MACHINE)
     body = c_text.split("struct ksnoop_hdr {", 1)[1].split("}", 1)[0]
     decl = "\n".join("\t" + line.strip() for line in body.strip().splitlines())
     fields = re.findall(r"\t(u64|u32|u16|u8|char) (\w+)(?:\[(\d+)\])?;", decl)
@@ -219,7 +221,7 @@ def test_null_pointers(plan):
 
 def test_codegen_does_not_read_through_null(plan):
     """The NULL display needs status 0 for a NULL pointer, so the C must not read it."""
-    c_text, _ = generate(plan)
+    c_text, _ = generate(plan, MACHINE)
     assert "if (!err && p) err = bpf_probe_read_kernel_str(e->v1_data, 256" not in c_text  # LIMIT
     assert f"if (!err && p) err = bpf_probe_read_kernel_str(e->v1_data, {LIMIT}" in c_text
     assert "if (!err && p) err = bpf_probe_read_kernel(e->v2_data, 24, (void *)(p + 0));" in c_text
@@ -362,12 +364,12 @@ def test_describe_plan(plan):
 
 def test_scratch_map_per_cpu_or_one_slot_per_cpu(plan):
     """Per-CPU map values are limited to 32 KiB: a bigger event gets a CPU-indexed array."""
-    c_text, _ = generate(plan, ncpus=3)
+    c_text, _ = generate(plan, Machine(self_tgid=1, ncpus=3))
     assert "BPF_PERCPU_ARRAY(ksnoop_scratch, struct ksnoop_scratch_t, 1);" in c_text
     assert "#define KSNOOP_SCRATCH_SLOT 0" in c_text
     kernel = Kernel(btf_path=VMLINUX, kallsyms_path="/nonexistent")
     big = resolve([parse("wakeup_kcompactd(pgdat)")], kernel, limit=65536)
-    c_text, _ = generate(big, ncpus=3)
+    c_text, _ = generate(big, Machine(self_tgid=1, ncpus=3))
     assert "BPF_ARRAY(ksnoop_scratch, struct ksnoop_scratch_t, 3);" in c_text
     assert "#define KSNOOP_SCRATCH_SLOT bpf_get_smp_processor_id()" in c_text
     assert "u32 slot = KSNOOP_SCRATCH_SLOT;" in c_text
@@ -377,7 +379,7 @@ def test_scratch_map_per_cpu_or_one_slot_per_cpu(plan):
 
 @pytest.mark.parametrize("text,n", [("0-1\n", 2), ("0\n", 1), ("0-3,8\n", 9), ("0,2-5", 6)])
 def test_possible_cpus(tmp_path, text, n):
-    from ksnoop.kernel import possible_cpus
+    from ksnoop.kernel.files import possible_cpus
 
     f = tmp_path / "possible"
     f.write_text(text)

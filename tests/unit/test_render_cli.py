@@ -3,10 +3,10 @@
 import struct
 
 import pytest
-
 from btfwriter import demo_types
 from test_render_kernel import demo_bytes
-from ksnoop.cli import main
+
+from ksnoop.cli.main import main
 
 BLOB, IDS = demo_types()
 

@@ -4,9 +4,9 @@ import json
 import struct
 
 import pytest
-
 from btfwriter import demo_types
 from test_render_kernel import demo_bytes
+
 from ksnoop.btf import BTF
 from ksnoop.render import Renderer
 

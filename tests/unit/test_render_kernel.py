@@ -6,11 +6,11 @@
 import struct
 
 import pytest
-
 from btfwriter import demo_types
+
 from ksnoop.btf import BTF
 from ksnoop.errors import RenderError
-from ksnoop.render.kernel import KernelRenderer, render_kernel
+from ksnoop.render.snprintf import KernelRenderer, render_kernel
 
 BLOB, IDS = demo_types()
 

@@ -4,13 +4,13 @@ import random
 import struct
 
 import pytest
-
 from btfwriter import demo_types
 from test_render_kernel import demo_bytes
+
 from ksnoop.btf import BTF
-from ksnoop.decode import Decoder
 from ksnoop.render import Renderer, make_renderer, render
 from ksnoop.render.text import TreeText, c_string, colourize, compile_text
+from ksnoop.render.values import Decoder
 
 BLOB, IDS = demo_types()
 

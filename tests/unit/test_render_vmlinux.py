@@ -5,11 +5,11 @@ import random
 import pytest
 
 from ksnoop.btf import Kind
-from ksnoop.cmd_render import find_type
-from ksnoop.decode import Decoder
-from ksnoop.errors import UsageError
+from ksnoop.btf.cdecl import parse_type_name as find_type
+from ksnoop.errors import BTFError
 from ksnoop.render import Renderer
 from ksnoop.render.text import TreeText, compile_text
+from ksnoop.render.values import Decoder
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
 
@@ -51,7 +51,7 @@ def test_find_type(btf):
     assert btf[find_type(btf, "struct sk_buff *")].type == skb
     assert btf[find_type(btf, "unsigned int")].kind == Kind.INT
     assert btf[find_type(btf, "u32")].kind == Kind.TYPEDEF
-    with pytest.raises(UsageError):
+    with pytest.raises(BTFError):
         find_type(btf, "struct no_such_struct_here")
 
 

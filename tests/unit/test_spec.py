@@ -3,7 +3,7 @@
 import pytest
 
 from ksnoop.errors import SpecError, UsageError
-from ksnoop.spec import MAX_VALUES, Predicate, Step, parse, tokenize
+from ksnoop.trace.spec import MAX_VALUES, Predicate, Step, parse, tokenize
 
 
 def err(text):
@@ -196,7 +196,7 @@ def test_spec_errors_are_usage_errors():
 ])
 def test_cli_shows_the_spec_and_a_caret_line(spec, lines, capsys):
     """Parse errors come before any kernel access, so this runs anywhere."""
-    from ksnoop.cli import main
+    from ksnoop.cli.main import main
 
     with pytest.raises(SystemExit) as ei:
         main(["trace", spec])

@@ -2,8 +2,8 @@
 
 import io
 
-from ksnoop.resolve import TracePlan
-from ksnoop.trace import Prepared, Tracer
+from ksnoop.trace.job import Prepared, Tracer
+from ksnoop.trace.plan import TracePlan
 
 LINE = "ping 7 0 2.000000 ip_send_skb(skb->len = (unsigned int)84)"
 

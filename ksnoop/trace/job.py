@@ -1,17 +1,18 @@
 """The trace job: specs -> plan -> C -> loaded programs -> events -> output."""
 
+import os
 import sys
 import time
 from dataclasses import dataclass
 
-from .codegen import generate
-from .errors import KsnoopError
-from .layout import layouts_for
+from ..errors import KsnoopError
+from .codegen import Machine, generate
 from .events import Decoder
 from .output import Formatter, describe_plan
+from .plan import Filters
 from .resolve import resolve
 from .spec import parse
-
+from .wire import layouts_for
 
 PERF_MAX_EVENT = 65535 - 64  # a perf sample's size is 16 bits, headers included
 
@@ -28,7 +29,8 @@ def prepare(spec_texts, kernel, limit, pid=0):
 
     specs = [parse(text) for text in spec_texts]
     plan = resolve(specs, kernel, limit=limit)
-    c_text, progs = generate(plan, pid=pid)
+    machine = Machine(self_tgid=os.getpid(), ncpus=kernel.possible_cpus())
+    c_text, progs = generate(plan, machine, Filters(pid=pid))
     probes = [Probe(fp.name, entry, ret, module=fp.module or None) for fp, entry, ret in progs]
     return Prepared(plan, c_text, probes)
 
@@ -54,7 +56,7 @@ class Tracer:
             from rich.console import Console
             from rich.theme import Theme
 
-            from .render.text import THEME
+            from ..render.text import THEME
 
             self.console = Console(file=self.out, theme=Theme(THEME), highlight=False,
                                    force_terminal=True,
@@ -64,7 +66,7 @@ class Tracer:
         if self.console is None:
             self.out.write(text + "\n")
         else:
-            from .render.text import colourize
+            from ..render.text import colourize
 
             self.console.print(colourize(text))
 

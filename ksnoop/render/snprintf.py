@@ -21,7 +21,7 @@ value to 16 hex digits) to reproduce it, otherwise the raw value is printed.
 """
 
 from ..btf import Kind
-from ..btf import layout as L
+from ..btf import format as L
 from ..errors import RenderError
 
 COMPACT, NONAME, PTR_RAW, ZERO = 1, 2, 4, 8

@@ -5,9 +5,8 @@ the reference ksnoop; everything else is valid C, including pointers to
 arrays and to functions, anonymous aggregates and variadic prototypes.
 """
 
-from .btf import Kind
-from .btf.layout import QUALIFIERS
-from .errors import BTFError
+from ..errors import BTFError
+from .format import QUALIFIERS, Kind
 
 _TAGS = {Kind.STRUCT: "struct", Kind.UNION: "union", Kind.ENUM: "enum", Kind.ENUM64: "enum"}
 
@@ -63,3 +62,45 @@ def param_list(btf, proto, empty=""):
 def type_name(btf, tid):
     """The abstract C name of a type: ``struct sk_buff *``, ``int[4]``."""
     return declare(btf, tid, "")
+
+
+# ------------------------------------------------------- C type names -> ids
+_TAG_KINDS = {"struct": (Kind.STRUCT,), "union": (Kind.UNION,), "enum": (Kind.ENUM, Kind.ENUM64)}
+_PLAIN = (Kind.TYPEDEF, Kind.INT, Kind.FLOAT, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64)
+_QUALIFIER_WORDS = {"const", "volatile", "restrict"}
+
+
+def parse_type_name(btf, spec):
+    """Type id for ``struct sk_buff``, ``int``, ``u32``, ``struct task_struct *`` or ``btf:ID``."""
+    text = spec.strip()
+    if text.startswith("btf:"):
+        try:
+            tid = int(text[4:], 0)
+        except ValueError:
+            raise BTFError(f"bad type id in {spec!r}") from None
+        if not 0 < tid < len(btf):
+            raise BTFError(f"no type with id {tid} (BTF has ids 1-{len(btf) - 1})")
+        return tid
+    depth = len(text) - len(text.rstrip("*"))
+    words = [w for w in text.rstrip("*").split() if w not in _QUALIFIER_WORDS]
+    if not words:
+        raise BTFError(f"bad type name {spec!r}")
+    if words[0] in _TAG_KINDS and len(words) == 2:
+        kinds, name = _TAG_KINDS[words[0]], words[1]
+    else:
+        kinds, name = _PLAIN, " ".join(words)
+    found = [t for t in btf.find(name) if btf.kind_of(t) in kinds]
+    if not found:
+        raise BTFError(f"unknown type {' '.join(words)!r}")
+    found.sort(key=lambda t: kinds.index(btf.kind_of(t)))
+    tid = found[0]
+    for _ in range(depth):
+        tid = _pointer_to(btf, tid, spec)
+    return tid
+
+
+def _pointer_to(btf, tid, spec):
+    for pid in btf.ids(Kind.PTR):
+        if btf[pid].type == tid:
+            return pid
+    raise BTFError(f"BTF has no pointer type for {spec!r}")

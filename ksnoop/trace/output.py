@@ -7,11 +7,11 @@ failed reads are said in the output, never dropped.
 
 import json
 
-from .btf import Kind
-from .cdecl import type_name
-from .layout import CALL, ENTRY, KIND_NAMES, RETURN
-from .render import COMPACT, make_renderer
-from .resolve import DEREF, MEMORY, REGS, SCALAR, STRING
+from ..btf import Kind
+from ..btf.cdecl import type_name
+from ..render import COMPACT, make_renderer
+from .plan import DEREF, MEMORY, REGS, SCALAR, STRING
+from .wire import CALL, ENTRY, KIND_NAMES, RETURN
 
 FORMATS = ("text", "line", "json")
 HEADER = f"{'TASK':<16} {'PID':>7} {'CPU#':>4} {'TIMESTAMP':>16} FUNCTION"

@@ -11,8 +11,8 @@ its first argument (x86_64: in the first register; aarch64: in x8).
 
 from dataclasses import dataclass
 
+from ..btf import Kind
 from .arch import ARCHES
-from .btf import Kind
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ token by its position so the CLI can underline it.
 import re
 from dataclasses import dataclass
 
-from .errors import SpecError
+from ..errors import SpecError
 
 OPS = ("==", "!=", ">=", "<=", ">", "<")
 RETURN = "return"

@@ -8,76 +8,21 @@ constants are checked against the value's C type here, so generated C never
 sees a literal that does not fit.
 """
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from . import callconv
-from .arch import current as current_arch
-from .btf import Kind
-from .cdecl import type_name
-from .errors import SymbolError
-from .functions import find_function
+from ..btf import Kind
+from ..btf.cdecl import type_name
+from ..errors import SymbolError
+from ..kernel import callconv
+from ..kernel.arch import current as current_arch
+from ..kernel.functions import find_function
+from .plan import DEREF, MEMORY, REGS, SCALAR, STRING, FuncPlan, Pred, TracePlan, Value
 from .spec import RETURN
 
 DEFAULT_LIMIT = 2048
 STRING_LIMIT = 256
 
-SCALAR, MEMORY, DEREF, STRING, REGS = "scalar", "memory", "deref", "string", "regs"
 _SCALAR_KINDS = (Kind.INT, Kind.ENUM, Kind.ENUM64, Kind.PTR)
-
-
-@dataclass(frozen=True)
-class Pred:
-    op: str
-    value: int  # already in range for ctype
-    pos: int
-    end: int
-
-
-@dataclass(frozen=True)
-class Value:
-    name: str  # as the user wrote it: skb->len
-    at_return: bool
-    kind: str  # SCALAR MEMORY DEREF STRING REGS
-    type_id: int  # the value's type (a pointer's type for DEREF/STRING)
-    show_type: int  # what the captured bytes are rendered as
-    reg: str  # C expression of the starting register
-    regs: tuple = ()  # REGS: several register expressions
-    hops: tuple = ()  # offsets of pointers to follow before the final access
-    read_off: int = -1  # -1: the value is the pointer itself; else read at ptr + read_off
-    size: int = 8  # bytes captured (scalar width, or the capped object size)
-    full_size: int = 8  # the type's full size (so truncation can be reported)
-    ctype: str = "u64"  # C type a predicate compares as
-    bitfield: tuple = ()  # (bit offset inside the read, bit count)
-    user: bool = False  # pointer into user memory
-    preds: tuple = ()  # Pred...
-
-
-@dataclass(frozen=True)
-class FuncPlan:
-    index: int
-    name: str
-    module: str
-    addr: int
-    btf: object = field(compare=False, repr=False)
-    entry: tuple = ()  # Values captured at entry
-    ret: tuple = ()  # Values captured at return
-    stash: bool = False  # entry values are held until return
-    notes: tuple = ()  # arguments left out of the default set, and why
-
-    @property
-    def entry_preds(self):
-        return any(v.preds for v in self.entry)
-
-    @property
-    def return_preds(self):
-        return any(v.preds for v in self.ret)
-
-
-@dataclass(frozen=True)
-class TracePlan:
-    funcs: tuple
-    limit: int
-    arch: str
 
 
 def _ctype(btf, tid):
@@ -256,7 +201,7 @@ class _Resolver:
         user = False
         bit_info = ()
         path = vs.base
-        for i, step in enumerate(vs.steps):
+        for step in vs.steps:
             cur = btf[btf.resolve(tid)]
             if bit_info:
                 raise spec.error(f"{path} is a bitfield: it has no members", step.pos, len(step.name))

@@ -4,52 +4,11 @@ import sys
 
 import click
 
-from .btf import Kind
-from .errors import KsnoopError, UsageError
+from ..btf.cdecl import parse_type_name
+from ..errors import BTFError, KsnoopError, UsageError
+from .options import CONTEXT
 
-CONTEXT = dict(help_option_names=["-h", "--help"], max_content_width=100)
 _CHUNK = 1 << 16
-_TAGS = {"struct": (Kind.STRUCT,), "union": (Kind.UNION,), "enum": (Kind.ENUM, Kind.ENUM64)}
-_PLAIN = (Kind.TYPEDEF, Kind.INT, Kind.FLOAT, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64)
-_QUALIFIER_WORDS = {"const", "volatile", "restrict"}
-
-
-def find_type(btf, spec):
-    """Type id for ``struct sk_buff``, ``int``, ``u32``, ``struct task_struct *`` or ``btf:ID``."""
-    text = spec.strip()
-    if text.startswith("btf:"):
-        try:
-            tid = int(text[4:], 0)
-        except ValueError:
-            raise UsageError(f"bad type id in {spec!r}") from None
-        if not 0 < tid < len(btf):
-            raise UsageError(f"no type with id {tid} (BTF has ids 1-{len(btf) - 1})")
-        return tid
-    depth = len(text) - len(text.rstrip("*"))
-    words = [w for w in text.rstrip("*").split() if w not in _QUALIFIER_WORDS]
-    if not words:
-        raise UsageError(f"bad type name {spec!r}")
-    if words[0] in _TAGS and len(words) == 2:
-        kinds, name = _TAGS[words[0]], words[1]
-    else:
-        kinds, name = _PLAIN, " ".join(words)
-    found = [t for t in btf.find(name) if btf.kind_of(t) in kinds]
-    if not found:
-        raise UsageError(f"unknown type {' '.join(words)!r}")
-    found.sort(key=lambda t: kinds.index(btf.kind_of(t)))
-    tid = found[0]
-    for _ in range(depth):
-        tid = _pointer_to(btf, tid, spec)
-    return tid
-
-
-def _pointer_to(btf, tid, spec):
-    for pid in btf.ids(Kind.PTR):
-        if btf[pid].type == tid:
-            return pid
-    raise UsageError(f"BTF has no pointer type for {spec!r}")
-
-
 def _read_chunks(stream):
     """Chunks as they arrive (no waiting for a full buffer on pipes)."""
     read = getattr(stream, "read1", None) or stream.read
@@ -80,13 +39,13 @@ class _Output:
             from rich.console import Console
             from rich.theme import Theme
 
-            from .render.text import THEME
+            from ..render.text import THEME
 
             self.console = Console(theme=Theme(THEME), highlight=False, soft_wrap=True)
 
     def write(self, text):
         if self.console is not None:
-            from .render.text import colourize
+            from ..render.text import colourize
 
             self.console.print(colourize(text), end="")
             return
@@ -124,11 +83,14 @@ def render_cmd(type_name, path, style, compact, noname, zero, ptr_raw, btf_path,
       head -c 224 /tmp/skb.bin | ksnoop render 'struct sk_buff'
       printf '\\x2a\\0\\0\\0' | ksnoop render int --format json
     """
-    from .kernel import Kernel
-    from .render import COMPACT, NONAME, PTR_RAW, ZERO, Renderer
+    from ..kernel.files import Kernel
+    from ..render import COMPACT, NONAME, PTR_RAW, ZERO, Renderer
 
     btf = Kernel(btf_path=btf_path).vmlinux
-    tid = find_type(btf, type_name)
+    try:
+        tid = parse_type_name(btf, type_name)
+    except BTFError as e:
+        raise UsageError(str(e)) from None
     flags = (COMPACT if compact else 0) | (NONAME if noname else 0) | (
         PTR_RAW if ptr_raw else 0) | (ZERO if zero else 0)
     renderer = Renderer(btf, tid, style, flags)

@@ -6,8 +6,8 @@ the rest of ksnoop can be tested without root or a live kernel.
 
 import os
 
-from .btf import BTF
-from .errors import BTFError, KsnoopError
+from ..btf import BTF
+from ..errors import BTFError, KsnoopError
 from .kallsyms import Kallsyms
 
 SYS_BTF = "/sys/kernel/btf"
@@ -41,6 +41,7 @@ def possible_cpus(path="/sys/devices/system/cpu/possible"):
 def btf_from_elf(path, data):
     """The .BTF section of an ELF file (a vmlinux or a .ko)."""
     import io
+
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
 
@@ -98,6 +99,9 @@ class Kernel:
         if self._kallsyms is None:
             self._kallsyms = Kallsyms(read_file(self.kallsyms_path, "kernel symbols"))
         return self._kallsyms
+
+    def possible_cpus(self):
+        return possible_cpus()
 
     @property
     def live(self):

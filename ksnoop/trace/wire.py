@@ -9,7 +9,7 @@ value, sized for exactly what that value captures.
 import struct
 from dataclasses import dataclass
 
-from .resolve import DEREF, MEMORY, REGS, SCALAR, STRING
+from .plan import DEREF, MEMORY, REGS, SCALAR, STRING
 
 ENTRY, RETURN, CALL = 1, 2, 3  # event kinds; CALL = entry values + return values (stash)
 KIND_NAMES = {ENTRY: "entry", RETURN: "return", CALL: "call"}

@@ -35,10 +35,9 @@ import resource
 import shutil
 import tempfile
 
+from ..btf import Kind, index_cache
+from ..errors import BTFError, KsnoopError
 from . import arch as arch_mod
-from .btf import Kind
-from .btf import index_cache
-from .errors import BTFError, KsnoopError
 
 GENERATOR_VERSION = "2"
 UAPI_INCLUDE = "/usr/include"

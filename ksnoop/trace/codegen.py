@@ -1,4 +1,4 @@
-"""TracePlan -> BPF C, from the template in bpf/ksnoop.bpf.c.
+"""TracePlan -> BPF C, from the template ksnoop.bpf.c beside this module.
 
 One entry and one return program per function, with the plan baked in:
 predicates are compiled comparisons evaluated first, in the order written,
@@ -6,14 +6,14 @@ before any bytes are copied; each value is fetched with a fixed sequence of
 reads; events are exactly the size the layout says.
 """
 
-import os
 import string
+from dataclasses import dataclass
+from importlib import resources
 
-from .layout import CALL, ENTRY, HEADER_FIELDS, RETURN, layouts_for
-from .resolve import DEREF, REGS, SCALAR, STRING
+from .plan import DEREF, REGS, SCALAR, STRING, Filters
+from .wire import CALL, ENTRY, HEADER_FIELDS, RETURN, layouts_for
 
-TEMPLATE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bpf",
-                        "ksnoop.bpf.c")
+TEMPLATE = "ksnoop.bpf.c"  # package data next to this module
 STASH_ENTRIES = 10240  # tasks with a call in flight (depth map)
 STASH_BYTES = 32 << 20  # memory the preallocated stash of one function may take
 
@@ -26,8 +26,7 @@ _OPS = {"==", "!=", ">", ">=", "<", "<="}
 
 
 def _template():
-    with open(TEMPLATE) as f:
-        return string.Template(f.read())
+    return string.Template(resources.files(__package__).joinpath(TEMPLATE).read_text())
 
 
 def _const(value, ctype):
@@ -145,11 +144,11 @@ def _capture(slot, i, ev, indent):
     return out
 
 
-def _pid_filter(pid):
-    """Only process ``pid``; and never ksnoop itself (its own file opens, reads...)."""
-    out = [f"\tif ((id >> 32) == {os.getpid()}) return 0;"]
-    if pid:
-        out.append(f"\tif ((id >> 32) != {int(pid)}) return 0;")
+def _task_filter(gen):
+    """Only the process the user chose; and never ksnoop itself (its own file opens...)."""
+    out = [f"\tif ((id >> 32) == {int(gen.self_tgid)}) return 0;"]
+    if gen.filters.pid:
+        out.append(f"\tif ((id >> 32) != {int(gen.filters.pid)}) return 0;")
     return out
 
 
@@ -165,17 +164,14 @@ def _scratch_map(size, ncpus):
     if size <= PERCPU_VALUE_MAX:
         return ("BPF_PERCPU_ARRAY(ksnoop_scratch, struct ksnoop_scratch_t, 1);\n"
                 "#define KSNOOP_SCRATCH_SLOT 0")
-    if ncpus is None:
-        from .kernel import possible_cpus
-        ncpus = possible_cpus()
     return (f"BPF_ARRAY(ksnoop_scratch, struct ksnoop_scratch_t, {ncpus});\n"
             "#define KSNOOP_SCRATCH_SLOT bpf_get_smp_processor_id()")
 
 
-def _prologue(name, pid):
+def _prologue(name, gen):
     """A program's signature, task id and process filters."""
     return ([f"int {name}(struct pt_regs *ctx)", "{", "\tu64 id = bpf_get_current_pid_tgid();"]
-            + _pid_filter(pid))
+            + _task_filter(gen))
 
 
 def _stash_key(fp):
@@ -184,9 +180,9 @@ def _stash_key(fp):
             f"\tu32 *dp = ksnoop_depth_{fp.index}.lookup(&key.tid);"]
 
 
-def _entry_program(fp, ev, pid):
+def _entry_program(fp, ev, gen):
     name = f"ksnoop_entry_{fp.index}"
-    out = _prologue(name, pid)
+    out = _prologue(name, gen)
     if fp.stash:
         out += _stash_key(fp) + [
                 "\tu32 depth = dp ? *dp : 0;",
@@ -212,9 +208,9 @@ def _entry_program(fp, ev, pid):
     return name, out
 
 
-def _return_program(fp, ev, pid):
+def _return_program(fp, ev, gen):
     name = f"ksnoop_return_{fp.index}"
-    out = _prologue(name, pid)
+    out = _prologue(name, gen)
     if fp.stash:
         out += _stash_key(fp) + [
                 "\tif (!dp || *dp == 0) return 0;",
@@ -247,11 +243,25 @@ def _return_program(fp, ev, pid):
 STASH_DEPTH = 64
 
 
-def generate(plan, pid=0, ncpus=None):
-    """(C text, [(function plan, entry program name or None, return name or None)]).
+@dataclass(frozen=True)
+class Machine:
+    """Facts about the machine the program will run on, passed in so that code
+    generation stays a pure function of its inputs."""
 
-    ``ncpus``: possible CPUs, for events too big for a per-CPU map (read from
-    the kernel when needed and not given)."""
+    self_tgid: int  # ksnoop's own process, never traced
+    ncpus: int  # possible CPUs (sizes the scratch array of events over 32 KiB)
+
+
+@dataclass(frozen=True)
+class _Gen:
+    filters: Filters
+    self_tgid: int
+
+
+def generate(plan, machine, filters=Filters()):
+    """(C text, [(function plan, entry program name or None, return name or None)])."""
+    gen = _Gen(filters, machine.self_tgid)
+    ncpus = machine.ncpus
     structs, maps, programs, probes = [], [], [], []
     scratch = 64
     for fp in plan.funcs:
@@ -265,16 +275,16 @@ def generate(plan, pid=0, ncpus=None):
             maps.append(f"BPF_TABLE(\"lru_hash\", u32, u32, ksnoop_depth_{fp.index}, {STASH_ENTRIES});")
             maps.append(f"BPF_TABLE(\"lru_hash\", struct ksnoop_stash_key, struct {ev.c_name}, "
                         f"ksnoop_stash_{fp.index}, {stash_entries(ev.size)});")
-            entry_name, code = _entry_program(fp, ev, pid)
+            entry_name, code = _entry_program(fp, ev, gen)
             programs.append("\n".join(code))
-            ret_name, code = _return_program(fp, ev, pid)
+            ret_name, code = _return_program(fp, ev, gen)
             programs.append("\n".join(code))
         else:
             for ev in evs:
                 if ev.kind == ENTRY:
-                    entry_name, code = _entry_program(fp, ev, pid)
+                    entry_name, code = _entry_program(fp, ev, gen)
                 else:
-                    ret_name, code = _return_program(fp, ev, pid)
+                    ret_name, code = _return_program(fp, ev, gen)
                 programs.append("\n".join(code))
         probes.append((fp, entry_name, ret_name))
     text = _template().substitute(

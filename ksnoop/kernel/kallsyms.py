@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from .errors import SymbolError
+from ..errors import SymbolError
 
 FUNC_TYPES = frozenset("TtWw")
 

@@ -1,10 +1,13 @@
-"""Finding a kernel function's BTF prototype, in vmlinux or in a module."""
+"""Kernel functions: finding a function's BTF prototype (in vmlinux or a
+module), and its prototype as one line of C for ``ksnoop info``."""
 
 import difflib
 from dataclasses import dataclass
 
-from .btf import Kind
-from .errors import SymbolError
+from ..btf import Kind
+from ..btf.cdecl import declare, param_list
+from ..errors import SymbolError
+from . import callconv
 
 
 @dataclass(frozen=True)
@@ -55,3 +58,14 @@ def suggest(kernel, name):
         low = name.lower()
         close = sorted(n for n in names if low in n.lower())[:3]
     return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def signature(fn, arch="x86_64"):
+    """One line of C for a function, with a note on untraceable parameters."""
+    proto = fn.proto
+    params = param_list(fn.btf, proto)
+    notes = [f"{s.name or f'arg{s.index}'} ({s.why})"
+             for s in callconv.assign(fn.btf, proto, arch) if not s.traceable]
+    if notes:
+        params += f" /* not traceable: {', '.join(notes)} */"
+    return declare(fn.btf, proto.type, f"{fn.name}({params})") + ";"

@@ -3,8 +3,8 @@
 import struct
 from dataclasses import dataclass
 
-from .errors import KsnoopError
-from .layout import HEADER, HEADER_SIZE, layouts_for
+from ..errors import KsnoopError
+from .wire import HEADER, HEADER_SIZE, layouts_for
 
 _U64 = struct.Struct("<Q")
 _S32 = struct.Struct("<i")

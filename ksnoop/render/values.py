@@ -19,8 +19,8 @@ Nodes:
 
 import struct
 
-from .btf import Kind
-from .btf import layout as L
+from ..btf import Kind
+from ..btf import format as L
 
 _MODS = frozenset({Kind.TYPEDEF, Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TYPE_TAG})
 _FLOATS = {4: struct.Struct("<f"), 8: struct.Struct("<d")}

@@ -12,10 +12,10 @@ Register names are C member expressions relative to the kprobe context
 arm64); ``Arch.arg(i)`` / ``Arch.ret()`` build those expressions.
 """
 
-from dataclasses import dataclass
 import os
+from dataclasses import dataclass
 
-from .errors import KsnoopError
+from ..errors import KsnoopError
 
 
 @dataclass(frozen=True)

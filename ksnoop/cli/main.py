@@ -1,0 +1,116 @@
+"""The ksnoop command line: thin click commands over the library.
+
+Errors: a KsnoopError becomes one line on stderr and its exit code (1 for
+runtime problems, 2 for usage); a SpecError also shows the spec with a caret
+under the bad token.  No traceback reaches the user.
+"""
+
+import os
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import KsnoopError
+from .options import CONTEXT, debug_option, report
+
+
+class DefaultTraceGroup(click.Group):
+    """Commands match by unique prefix; anything else is a trace spec."""
+
+    def parse_args(self, ctx, args):
+        # "ksnoop -p 42 ip_send_skb": options the group does not know start a trace.
+        group_opts = {o for p in self.params for o in p.opts + p.secondary_opts}
+        group_opts.update(ctx.help_option_names)
+        for i, arg in enumerate(args):
+            if not arg.startswith("-") or arg == "--":
+                break
+            if arg.split("=", 1)[0] not in group_opts:
+                args = args[:i] + ["trace"] + args[i:]
+                break
+        return super().parse_args(ctx, args)
+
+    def get_command(self, ctx, name):
+        cmd = super().get_command(ctx, name)
+        if cmd is not None:
+            return cmd
+        matches = [c for c in self.list_commands(ctx) if c.startswith(name)]
+        if len(matches) == 1:
+            return super().get_command(ctx, matches[0])
+        return None
+
+    def resolve_command(self, ctx, args):
+        if args and self.get_command(ctx, args[0]) is None:
+            return "trace", self.get_command(ctx, "trace"), args
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=DefaultTraceGroup, context_settings=CONTEXT, invoke_without_command=True)
+@click.version_option(__version__, "-V", "--version", prog_name="ksnoop")
+@debug_option
+@click.pass_context
+def cli(ctx, debug):
+    """Trace kernel function arguments and return values, typed by BTF.
+
+    \b
+    Commands (a unique prefix is enough; no command means "trace"):
+      info    show functions' C prototypes and which arguments can be traced
+      trace   trace calls of functions (the default)
+      render  print raw bytes as a kernel type
+      help    show help for a command
+
+    \b
+    Example:
+      ksnoop info ip_send_skb
+      ksnoop "ip_send_skb(skb->len == 84, skb, return)"
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@cli.command("help", context_settings=CONTEXT)
+@click.argument("command", required=False)
+@click.pass_context
+def help_cmd(ctx, command):
+    """Show help for COMMAND (or for ksnoop)."""
+    parent = ctx.parent
+    if command is None:
+        click.echo(parent.get_help())
+        return
+    cmd = cli.get_command(parent, command)
+    if cmd is None:
+        raise click.UsageError(f"no such command: {command!r}")
+    with click.Context(cmd, info_name=cmd.name, parent=parent) as sub:
+        click.echo(cmd.get_help(sub))
+
+
+from .info import info_cmd  # noqa: E402
+from .render import render_cmd  # noqa: E402
+from .trace import trace_cmd  # noqa: E402
+
+for _cmd in (info_cmd, trace_cmd, render_cmd):
+    cli.add_command(_cmd)
+
+
+def main(argv=None):
+    try:
+        rc = cli.main(args=argv, prog_name="ksnoop", standalone_mode=False)
+    except KsnoopError as e:
+        report(e)
+        rc = e.exit_code
+    except click.exceptions.Abort:
+        click.echo("ksnoop: aborted", err=True)
+        rc = 1
+    except click.ClickException as e:
+        e.show()
+        rc = e.exit_code
+    except BrokenPipeError:
+        # Reader went away (ksnoop ... | head): stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        rc = 0
+    except KeyboardInterrupt:
+        rc = 130
+    sys.exit(rc if isinstance(rc, int) else 0)

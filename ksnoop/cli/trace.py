@@ -1,0 +1,85 @@
+"""``ksnoop trace SPEC...``: trace calls (the default command)."""
+
+import sys
+
+import click
+
+from .options import CONTEXT, debug_option
+
+
+@click.command("trace", context_settings=CONTEXT)
+@click.argument("specs", nargs=-1, required=True, metavar="SPEC...")
+@click.option("-p", "--pid", type=click.IntRange(min=1), default=None,
+              help="Only calls made by process PID (its thread group id).")
+@click.option("-P", "--pages", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Buffer pages per CPU (a power of two).")
+@click.option("-s", "--size", "limit", type=click.IntRange(8, 65536), default=2048,
+              show_default=True, help="Bytes captured per value; larger objects are truncated "
+              "and the output says so.")
+@click.option("-o", "--output", "fmt", type=click.Choice(["text", "line", "json"]),
+              default="text", show_default=True,
+              help="text: multi-line, like the RFC; line: one line per event, return "
+                   "values after '=>' (for grep); json: one JSON object per line (for jq).")
+@click.option("-n", "--count", "max_events", type=click.IntRange(min=1), default=None,
+              help="Stop after N events.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS", help="Stop after SECONDS.")
+@click.option("--buffer", type=click.Choice(["auto", "ringbuf", "perf"]), default="auto",
+              show_default=True, help="BPF ring buffer where the kernel has it, else perf buffer.")
+@click.option("--color/--no-color", "colour", default=None,
+              help="Colour the text and line output (default: when stdout is a terminal).")
+@click.option("--dry-run", is_flag=True,
+              help="Resolve, generate, compile and load through the verifier; print the plan; "
+                   "attach nothing.")
+@click.option("--dump-bpf", is_flag=True, help="Print the generated BPF C and exit.")
+@debug_option
+def trace_cmd(specs, pid, pages, limit, fmt, max_events, duration, buffer, colour, dry_run,
+              dump_bpf, debug):
+    """Trace calls of kernel functions.
+
+    \b
+    SPEC is FUNC or FUNC(VALUE, ...); a VALUE is an argument name, a member
+    path (skb->len, skb->dev->name, how->flags) or "return", optionally with
+    a predicate: == != > >= < <= and a number (decimal, 0x hex, negative).
+    Predicates compare with the value's C type (so "return < 0" works) and
+    all must hold for an event to be shown.  With no VALUE list, every
+    argument is shown at entry and the return value at return.  Pointers to
+    structs are shown as the struct they point to (up to --size bytes);
+    char pointers as strings.  When predicates and both entry and return
+    values are named, entry values are held until the return and shown
+    together (stash mode).  Events go to stdout; lost events, missed
+    returns and a summary go to stderr.
+
+    \b
+    Examples:
+      ksnoop trace ip_send_skb
+      ksnoop "ip_send_skb(skb->len == 84, skb)"
+      ksnoop "do_sys_openat2(filename, return < 0)" -o line
+      ksnoop -o json "tcp_sendmsg(size > 1000)" | jq .values.size
+    """
+    from ..kernel.files import Kernel
+    from ..trace.job import Tracer, prepare
+
+    if pages & (pages - 1):
+        raise click.BadParameter(f"{pages} is not a power of two", param_hint="'-P/--pages'")
+    ctx = click.get_current_context()
+    debug = debug or bool(ctx.obj and ctx.obj.get("debug"))
+    kernel = Kernel()
+    prepared = prepare(specs, kernel, limit=limit, pid=pid or 0)
+    if dump_bpf:
+        click.echo(prepared.c_text, nl=False)
+        return
+    tracer = Tracer(prepared, kernel, fmt=fmt, pages=pages, buffer=buffer, debug=debug,
+                    max_events=max_events or 0, duration=duration or 0.0,
+                    colour=sys.stdout.isatty() if colour is None else colour)
+    if dry_run:
+        text, times = tracer.dry_run()
+        click.echo(text)
+        click.echo(f"loaded {times.programs} programs through the verifier: compile "
+                   f"{times.compile_s:.2f} s, load {times.load_s:.3f} s", err=True)
+        return
+    # A shell starts background jobs with SIGINT ignored; `kill -INT` must still stop us.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    tracer.run()

@@ -1,0 +1,73 @@
+"""What the running kernel and this process can do for tracing.
+
+Features are detected by what exists (a BTF function, a file in sysfs or
+tracefs, a capability bit), never by kernel version.
+"""
+
+import ctypes as ct
+import os
+
+from ..btf import Kind
+
+_CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 21, 38, 39
+_TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+_KPROBE_PMU = "/sys/bus/event_source/devices/kprobe"
+
+
+def ringbuf_supported(btf):
+    """BPF ring buffers exist (5.8+): the kernel's BTF has bpf_ringbuf_output."""
+    return bool(btf.find("bpf_ringbuf_output", Kind.FUNC))
+
+
+def tracefs_path():
+    for path in _TRACEFS:
+        if os.path.exists(os.path.join(path, "events")) or os.path.exists(
+                os.path.join(path, "kprobe_events")):
+            return path
+    return None
+
+
+def kprobes_available():
+    """(bool, reason) - can this kernel attach kprobes at all?"""
+    if os.path.isdir(_KPROBE_PMU):
+        return True, ""
+    tfs = tracefs_path()
+    if tfs and os.path.exists(os.path.join(tfs, "kprobe_events")):
+        return True, ""
+    where = f"no kprobe_events in {tfs}" if tfs else "tracefs not mounted"
+    return False, (f"this kernel cannot attach kprobes (built without CONFIG_KPROBES?): "
+                   f"no {_KPROBE_PMU} and {where}")
+
+
+def _capabilities():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return 0
+
+
+def privilege_problem(attach=True):
+    """None, or a one-line reason this process may not load/attach BPF."""
+    caps = _capabilities()
+    has = lambda c: bool(caps >> c & 1)  # noqa: E731
+    if has(_CAP_SYS_ADMIN) or (has(_CAP_BPF) and (has(_CAP_PERFMON) or not attach)):
+        return None
+    need = "CAP_BPF+CAP_PERFMON" if attach else "CAP_BPF"
+    return f"permission denied: run as root (or with {need})"
+
+
+def ensure_tracefs():
+    """Path of a mounted tracefs, mounting it at /sys/kernel/tracing if needed."""
+    path = tracefs_path()
+    if path:
+        return path
+    target = _TRACEFS[0]
+    if os.path.isdir(target) and os.geteuid() == 0:
+        libc = ct.CDLL(None, use_errno=True)
+        if libc.mount(b"nodev", target.encode(), b"tracefs", 0, None) == 0:
+            return target
+    return None

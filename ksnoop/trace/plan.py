@@ -1,0 +1,69 @@
+"""The trace plan: what to trace, as data (no logic, no kernel access).
+
+``resolve`` builds it from specs and the kernel's types; ``wire`` derives the
+event layouts from it, ``codegen`` the BPF C, ``output`` the text.
+"""
+
+from dataclasses import dataclass, field
+
+# How a value is captured:
+#   SCALAR  a number (a register, or read from memory at ptr + read_off)
+#   MEMORY  a block of memory inside a struct (an embedded struct or array)
+#   DEREF   the object a pointer points to
+#   STRING  the NUL-terminated string a char pointer points to
+#   REGS    an aggregate passed or returned in registers
+SCALAR, MEMORY, DEREF, STRING, REGS = "scalar", "memory", "deref", "string", "regs"
+
+
+@dataclass(frozen=True)
+class Pred:
+    op: str
+    value: int  # already in range for ctype
+    pos: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Value:
+    name: str  # as the user wrote it: skb->len
+    at_return: bool
+    kind: str  # SCALAR MEMORY DEREF STRING REGS
+    type_id: int  # the value's type (a pointer's type for DEREF/STRING)
+    show_type: int  # what the captured bytes are rendered as
+    reg: str  # C expression of the starting register
+    regs: tuple = ()  # REGS: several register expressions
+    hops: tuple = ()  # offsets of pointers to follow before the final access
+    read_off: int = -1  # -1: the value is the pointer itself; else read at ptr + read_off
+    size: int = 8  # bytes captured (scalar width, or the capped object size)
+    full_size: int = 8  # the type's full size (so truncation can be reported)
+    ctype: str = "u64"  # C type a predicate compares as
+    bitfield: tuple = ()  # (bit offset inside the read, bit count)
+    user: bool = False  # pointer into user memory
+    preds: tuple = ()  # Pred...
+
+
+@dataclass(frozen=True)
+class FuncPlan:
+    index: int
+    name: str
+    module: str
+    addr: int
+    btf: object = field(compare=False, repr=False)
+    entry: tuple = ()  # Values captured at entry
+    ret: tuple = ()  # Values captured at return
+    stash: bool = False  # entry values are held until return
+    notes: tuple = ()  # arguments left out of the default set, and why
+
+
+@dataclass(frozen=True)
+class TracePlan:
+    funcs: tuple
+    limit: int
+    arch: str
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which tasks are traced (checked first in every program)."""
+
+    pid: int = 0  # thread group id; 0: every process
