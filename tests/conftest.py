@@ -20,3 +20,24 @@ def vmlinux_btf():
 
     with open(VMLINUX, "rb") as f:
         return BTF(f.read(), name="vmlinux")
+
+
+# Under `make test` (KSNOOP_STRICT=1) a skipped test is a failed test: a tier
+# that cannot run must say so loudly instead of leaving the run green.
+STRICT = os.environ.get("KSNOOP_STRICT") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if STRICT and rep.skipped and not hasattr(rep, "wasxfail"):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        rep.outcome = "failed"
+        rep.longrepr = f"skipped under KSNOOP_STRICT=1 (make test), which counts as a failure: {reason}"
+
+
+def pytest_collectreport(report):
+    """A module that skips itself at import (allow_module_level) fails too under STRICT."""
+    if STRICT and report.skipped:
+        report.outcome = "failed"
