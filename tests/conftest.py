@@ -37,7 +37,10 @@ def pytest_runtest_makereport(item, call):
         rep.longrepr = f"skipped under KSNOOP_STRICT=1 (make test), which counts as a failure: {reason}"
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collectreport(report):
     """A module that skips itself at import (allow_module_level) fails too under STRICT."""
     if STRICT and report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
+        report.longrepr = f"module skipped under KSNOOP_STRICT=1 (make test): {reason}"
