@@ -36,9 +36,6 @@ class SymbolError(KsnoopError):
     """A function is unknown, ambiguous or not traceable."""
 
 
-class ResolveError(KsnoopError):
-    """A spec cannot be mapped onto the kernel's types."""
-
 
 class RenderError(KsnoopError):
     """Bytes cannot be rendered as the requested type."""

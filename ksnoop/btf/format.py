@@ -15,8 +15,6 @@ ENUM64 = struct.Struct("<III")  # name_off val_lo32 val_hi32
 PARAM = struct.Struct("<II")  # name_off type
 VARSECINFO = struct.Struct("<III")  # type offset size
 
-MAX_VLEN = 0xFFFF
-
 
 class Kind(enum.IntEnum):
     UNKN = 0

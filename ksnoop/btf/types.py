@@ -1,8 +1,9 @@
 """Typed, lazily parsed BTF.
 
-``BTF.from_bytes(data, base=None)`` checks the header and builds (or loads
+``BTF(data, base=None, name="")`` checks the header and builds (or loads
 from cache) an index of where each type record starts; records are parsed
-into immutable ``Type`` objects only when asked for.
+into immutable ``Type`` objects only when asked for.  ``base`` is the BTF a
+split BTF (a module's) builds on.
 """
 
 from array import array

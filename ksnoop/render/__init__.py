@@ -90,14 +90,6 @@ class Renderer:
             return sep.join(texts) + sep
         return "".join(texts)
 
-    def tree(self, data, offset=0):
-        """The decoded value tree (ksnoop.decode nodes) of the value."""
-        from .values import Decoder
-
-        size = self.size
-        end = offset + min(max(len(data) - offset, 0), size)
-        return Decoder(self.btf).decode(self.type_id, data, offset, end)
-
 
 _CACHE = {}
 

@@ -1,7 +1,7 @@
 """Kernel-exact rendering: the text ``bpf_snprintf_btf()`` produces, byte for byte.
 
-This is a faithful model of the kernel's ``btf_show`` machinery (see
-docs in /work/shared/ref/btf-show-format.md), quirks included: the global
+This is a faithful model of the kernel's ``btf_show`` machinery
+(kernel/bpf/btf.c: btf_show_* and the *_show functions), quirks included: the global
 "array member" bit, stride 0 for arrays of pointers and of arrays, enums that
 always read 4 bytes, the zero-suppression dry runs, the 80-byte name buffer,
 the COMPACT union delimiter that depends on the last shown type, and the

@@ -49,6 +49,7 @@ class Tracer:
         self.pages, self.buffer, self.debug = pages, buffer, debug
         self.max_events, self.duration = max_events, duration
         self.events = 0
+        self._notes_shown = 0
         self.lost = 0
         self.bad = 0
         self.console = None
@@ -87,9 +88,21 @@ class Tracer:
 
     def dry_run(self):
         """Compile and load through the verifier; attach nothing."""
-        with self._session() as s:
-            times = s.load_only()
+        s = self._session()
+        try:
+            with s:
+                times = s.load_only()
+        finally:
+            self._show_notes(s)
         return describe_plan(self.prepared.plan), times
+
+    def _show_notes(self, session):
+        """Remarks the session made (fallbacks taken, detach problems) not shown yet."""
+        notes = getattr(session, "notes", ())
+        for note in notes[self._notes_shown:]:
+            self.err.write(f"ksnoop: note: {note}\n")
+        self._notes_shown = len(notes)
+        self.err.flush()
 
     def _on_event(self, cpu, data):
         if self.max_events and self.events >= self.max_events:
@@ -114,10 +127,10 @@ class Tracer:
 
         header = self.formatter.header()
         missed = {}
-        with self._session() as s:
+        s = self._session()
+        with s:
             s.attach()
-            for note in getattr(s, "notes", ()):
-                self.err.write(f"ksnoop: note: {note}\n")
+            self._show_notes(s)
             n = len(self.prepared.plan.funcs)
             self.err.write(f"ksnoop: tracing {n} function{'s' if n != 1 else ''}, "
                            "Ctrl-C to stop\n")
@@ -142,6 +155,7 @@ class Tracer:
                 except Exception:  # best effort while shutting down
                     missed = {}
                 self.summary(missed)
+        self._show_notes(s)  # detach problems, found while closing
 
     def summary(self, missed):
         n_missed = sum(v for v in missed.values() if v)

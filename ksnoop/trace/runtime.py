@@ -113,14 +113,19 @@ def default_maxactive():
 
 
 # ------------------------------------------------------------------ prelude
-def prelude(buffer, pages):
-    """The C prepended to generated code: buffer map, lost counter, KSNOOP_OUTPUT."""
+def prelude(buffer, pages, ncpus=1):
+    """The C prepended to generated code: buffer map, lost counter, KSNOOP_OUTPUT.
+
+    ``pages``: the whole ring buffer (ring buffer) or the pages per CPU (perf)."""
     if buffer == RINGBUF:
         decl = f"BPF_RINGBUF_OUTPUT(events, {pages});"
         # Waking the reader costs more than the whole probe (an irq_work per
-        # event): each CPU wakes it only after a quarter of its share of the
-        # ring has been written; poll() drains the rest every poll interval.
-        wake = max(pages * 4096 // 4, 4096)
+        # event), so each CPU counts the bytes it wrote since its last wakeup
+        # (ksnoop_unread, per CPU) and wakes the reader only after a quarter of
+        # its share of the ring (ring / CPUs); poll() drains the rest every
+        # poll interval.  All CPUs together thus leave at most a quarter of
+        # the ring unannounced.
+        wake = max(pages * 4096 // (4 * max(ncpus, 1)), 512)
         send = ("u64 flags = BPF_RB_NO_WAKEUP;\n"
                 "\tint idx = 0;\n"
                 "\tu64 *unread = ksnoop_unread.lookup(&idx);\n"
@@ -235,7 +240,7 @@ class Session:
 
     def __init__(self, c_text, probes, *, btf, buffer="auto", pages=64,
                  on_event=None, on_lost=None, maxactive=None, debug=False,
-                 kernel_source=None, arch=None, log=None):
+                 arch=None, log=None):
         if BPF is None:
             raise AttachError("BCC's Python module is missing (Debian: python3-bpfcc)")
         self.c_text = c_text
@@ -255,7 +260,6 @@ class Session:
         self.maxactive = default_maxactive() if maxactive is None else maxactive
         self.debug = debug
         self.log = log or (lambda text: sys.stderr.write(text + "\n"))  # debug output
-        self.kernel_source = kernel_source
         self.times = LoadTimes()
         self.notes = []  # one-line remarks (fallbacks taken) for the caller to show
         self._stats = Stats()
@@ -279,7 +283,7 @@ class Session:
 
     def source(self):
         pages = self.ring_pages if self.buffer == RINGBUF else self.pages
-        return prelude(self.buffer, pages) + self.c_text
+        return prelude(self.buffer, pages, os.cpu_count() or 1) + self.c_text
 
     # -- compile and load
     def _compile(self):
@@ -291,7 +295,7 @@ class Session:
         if problem:
             raise AttachError(problem)
         t0 = time.perf_counter()
-        kdir = self.kernel_source or kheaders.ensure_header_tree(self.btf, self.arch)
+        kdir = kheaders.ensure_header_tree(self.btf, self.arch)
         t1 = time.perf_counter()
         text = self.source()
         flags = self.debug if isinstance(self.debug, int) and not isinstance(
@@ -342,8 +346,6 @@ class Session:
         self.times.load_s = time.perf_counter() - t0
         self.times.programs = len(self._fns)
         return self.times
-
-    load = load_only
 
     # -- attach
     def attach(self):
@@ -505,13 +507,16 @@ class Session:
         for kind, key, fd in reversed(self._attached):
             try:
                 if kind == "kprobe":
-                    bcc.lib.bpf_close_perf_event_fd(fd)
-                    with _captured_stderr(not self.debug):
-                        bcc.lib.bpf_detach_kprobe(key.encode())
+                    if bcc.lib.bpf_close_perf_event_fd(fd) < 0:
+                        errors.append(f"{key}: closing its perf event failed")
+                    with _captured_stderr(not self.debug) as err:
+                        failed = bcc.lib.bpf_detach_kprobe(key.encode()) < 0
+                    if failed:
+                        errors.append(f"{key}: " + _first_error(err[0], "removing the kprobe failed"))
                 else:
                     os.close(fd)
-            except Exception as e:  # keep detaching the rest
-                errors.append(f"{key}: {e}")
+            except OSError as e:  # keep detaching the rest
+                errors.append(f"{key}: {e.strerror or e}")
         self._attached.clear()
         if self._bpf is not None:
             try:
@@ -522,7 +527,8 @@ class Session:
         self._fns.clear()
         self._restore_signals()
         if errors:
-            self.notes.append("detach problems: " + "; ".join(errors))
+            self.notes.append("detach problems (a probe may still be attached): "
+                              + "; ".join(errors))
 
     def _on_signal(self, signum, frame):
         raise Terminated(128 + signum)
