@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 APT_PKGS := python3-bpfcc python3-venv libbpf-tools bpftool
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test unit host guest demo bench bench-guest clean
+.PHONY: setup test lint unit host wheel guest demo bench bench-guest clean
 
 setup: $(STAMP)
 
@@ -25,18 +25,37 @@ $(STAMP): .apt-ok pyproject.toml
 	@$(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
+# Under make test a skipped test is a failed test (tests/conftest.py).
+export KSNOOP_STRICT := 1
+
+lint: setup
+	$(VENV)/bin/ruff check ksnoop tests bench tools
+
 unit: setup
 	$(PY) -m pytest -q tests/unit
 
 host: setup
 	$(PY) -m pytest -q tests/host
 
+# The package as users install it: a wheel, in a fresh virtualenv, run from
+# outside the source tree (so nothing is found next to the sources by luck).
+WHEEL_DIR := build/wheel
+wheel: setup
+	@rm -rf $(WHEEL_DIR) && mkdir -p $(WHEEL_DIR)
+	@$(PY) -m pip wheel -q --no-deps --no-build-isolation -w $(WHEEL_DIR) . >/dev/null
+	@/usr/bin/python3 -m venv --system-site-packages $(WHEEL_DIR)/venv
+	@$(WHEEL_DIR)/venv/bin/python -m pip install -q $(WHEEL_DIR)/ksnoop-*.whl
+	cd / && $(CURDIR)/$(WHEEL_DIR)/venv/bin/ksnoop trace --dry-run 'ip_send_skb(skb->len > 0, skb, return)'
+	@cd / && $(CURDIR)/$(WHEEL_DIR)/venv/bin/python -c 'import ksnoop, sys; sys.exit(0 if "/venv/" in ksnoop.__file__ else "ksnoop imported from " + ksnoop.__file__)'
+
 guest: setup
 	bash tests/vm/setup.sh
 	bash tests/vm/guest-tests.sh
 
 test: setup
+	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest -q tests/unit tests/host
+	$(MAKE) --no-print-directory wheel
 	$(MAKE) --no-print-directory guest
 
 demo: setup
