@@ -484,17 +484,9 @@ class Session:
             if isinstance(p, Probe) and p.return_fn:
                 wanted[f"{self._ev_name(p, True)}_bcc_{os.getpid()}"] = p.target
         out = dict.fromkeys(wanted.values())
-        tfs = tracefs_path()
-        if not tfs or not wanted:
-            return out
-        try:
-            with open(os.path.join(tfs, "kprobe_profile")) as f:
-                for line in f:
-                    parts = line.split()
-                    if len(parts) >= 3 and parts[0].split("/")[-1] in wanted:
-                        out[wanted[parts[0].split("/")[-1]]] = int(parts[2])
-        except OSError:
-            pass
+        if wanted:
+            for event, count in kprobe_misses(wanted).items():
+                out[wanted[event]] = count
         return out
 
     # -- teardown
