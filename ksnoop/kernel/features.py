@@ -71,3 +71,22 @@ def ensure_tracefs():
         if libc.mount(b"nodev", target.encode(), b"tracefs", 0, None) == 0:
             return target
     return None
+
+
+def kprobe_misses(events):
+    """{event name: missed hits} for the tracefs kprobe events named in ``events``
+    (those listed in ``kprobe_profile``; events not listed there are left out)."""
+    tfs = tracefs_path()
+    out = {}
+    if not tfs:
+        return out
+    try:
+        with open(os.path.join(tfs, "kprobe_profile")) as f:
+            for line in f:
+                parts = line.split()
+                name = parts[0].split("/")[-1] if parts else ""
+                if len(parts) >= 3 and name in events:
+                    out[name] = int(parts[2])
+    except (OSError, ValueError):
+        pass
+    return out
