@@ -55,8 +55,7 @@ from typing import Optional
 from ..errors import AttachError
 from ..kernel import arch as arch_mod
 from ..kernel import headers as kheaders
-from ..kernel.features import (ensure_tracefs, kprobe_misses, kprobes_available, privilege_problem,
-                               ringbuf_supported)
+from ..kernel.features import ensure_tracefs, kprobe_misses, kprobes_available, privilege_problem, ringbuf_supported
 
 try:  # Debian's python3-bpfcc; absent on machines that only run unit tests
     import bcc
