@@ -22,6 +22,7 @@ value to 16 hex digits) to reproduce it, otherwise the raw value is printed.
 
 from ..btf import Kind
 from ..btf import format as L
+from ..btf.bitfield import Bitfield
 from ..errors import RenderError
 
 COMPACT, NONAME, PTR_RAW, ZERO = 1, 2, 4, 8
@@ -337,9 +338,10 @@ class _Show:
             self.type_values("0x%x%016x" % (upper, lower))
 
     def bitfield_show(self, pos, bits_offset, nr_bits):
-        nbytes = (nr_bits + bits_offset + 7) >> 3
-        raw = self.read(pos, nbytes)
-        self.int128_print((raw >> bits_offset) & ((1 << nr_bits) - 1))
+        # The kernel prints every bitfield zero-extended, whatever its type's
+        # signedness (btf_bitfield_show): only the raw bits are used here.
+        bf = Bitfield.at(bits_offset, nr_bits, signed=False)
+        self.int128_print(bf.raw_of(self.read(pos, bf.nbytes)))
 
     def int_show(self, t, tid, off, bits_offset):
         pos = self.start_type(t, tid, off)

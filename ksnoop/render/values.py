@@ -21,6 +21,7 @@ import struct
 
 from ..btf import Kind
 from ..btf import format as L
+from ..btf.bitfield import Bitfield
 
 _MODS = frozenset({Kind.TYPEDEF, Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TYPE_TAG})
 _FLOATS = {4: struct.Struct("<f"), 8: struct.Struct("<d")}
@@ -197,8 +198,8 @@ class Decoder:
         if k == Kind.INT:
             bits = t.bits
             if t.bit_offset or bits != 8 * size:
-                raw = (raw >> t.bit_offset) & ((1 << bits) - 1)
-            if t.signed:
+                raw = Bitfield.of_int(t).value(data, off)
+            elif t.signed:
                 raw = _sext(raw, bits)
             return Int(tid, raw, bits, t.signed, bool(t.encoding & L.INT_BOOL))
         if k == Kind.PTR:
@@ -217,23 +218,16 @@ class Decoder:
         return names
 
     def _bitfield(self, m, data, base, end):
-        start = base + m.bit_offset // 8
-        shift = m.bit_offset % 8
-        nbytes = (shift + m.bitfield_size + 7) // 8
-        if start + nbytes > end:
-            return Missing(m.type, start, nbytes)
-        v = (int.from_bytes(data[start:start + nbytes], "little") >> shift) & (
-            (1 << m.bitfield_size) - 1)
+        bf = Bitfield.of_member(self.btf, m)
+        start = base + bf.offset
+        if start + bf.nbytes > end:
+            return Missing(m.type, start, bf.nbytes)
+        v = bf.value(data, base)
         t = self.resolve(m.type)
         if t.kind in (Kind.ENUM, Kind.ENUM64):
-            if t.kflag:
-                v = _sext(v, m.bitfield_size)
             return Enum(m.type, v, self._enum_names(t).get(v))
-        signed = t.kind == Kind.INT and t.signed
-        if signed:
-            v = _sext(v, m.bitfield_size)
         is_bool = t.kind == Kind.INT and bool(t.encoding & L.INT_BOOL)
-        return Int(m.type, v, m.bitfield_size, signed, is_bool, bitfield=True)
+        return Int(m.type, v, m.bitfield_size, bf.signed, is_bool, bitfield=True)
 
 
 def decode(btf, tid, data, off=0, end=None):

@@ -2,8 +2,9 @@
 
 One entry and one return program per function, with the plan baked in:
 predicates are compiled comparisons evaluated first, in the order written,
-before any bytes are copied; each value is fetched with a fixed sequence of
-reads; events are exactly the size the layout says.
+each on the value as captured into the event (read once), before anything
+else is copied; each value is fetched with a fixed sequence of reads; events
+are exactly the size the layout says.
 """
 
 import string
@@ -81,37 +82,11 @@ def event_struct(ev):
     return "\n".join(lines)
 
 
-def _hops(value, var, fail, indent):
-    """Follow the value's pointer hops; ``fail`` runs when a read faults."""
-    out = []
-    for off in value.hops:
-        out.append(f"{indent}if ({_read(value)}(&{var}, sizeof({var}), (void *)({var} + {off}))) {fail}")
-    return out
-
-
-def _predicate(value, fail, indent):
-    """Code that evaluates this value's predicates and runs ``fail`` if one is false."""
-    out = [f"{indent}{{", f"{indent}\tu64 p = (u64){value.reg};"]
-    inner = indent + "\t"
-    out += _hops(value, "p", fail, inner)
-    if value.kind == SCALAR and value.read_off >= 0:
-        out.append(f"{inner}u64 raw = 0;")
-        out.append(f"{inner}if ({_read(value)}(&raw, {value.size}, (void *)(p + {value.read_off}))) {fail}")
-        if value.bitfield:
-            shift, bits = value.bitfield
-            out.append(f"{inner}raw = (raw >> {shift}) & {(1 << bits) - 1}ULL;")
-        out.append(f"{inner}{value.ctype} v = ({value.ctype})raw;")
-    else:
-        out.append(f"{inner}{value.ctype} v = ({value.ctype})p;")
-    for pred in value.preds:
-        assert pred.op in _OPS
-        out.append(f"{inner}if (!(v {pred.op} {_const(pred.value, value.ctype)})) {fail}")
-    out.append(f"{indent}}}")
-    return out
-
-
-def _capture(slot, i, ev, indent):
-    """Code that copies one value into slot ``i`` of event pointer ``e``."""
+def _fetch(slot, i, indent):
+    """Code that reads value ``i``'s own number into the event slot, once: a
+    register, a scalar in memory (a bitfield extracted and sign-extended), or a
+    pointer at the end of its hops.  What a pointer points to is copied later
+    (``_copy``), so predicates on a pointer run before the pointee is read."""
     v = slot.value
     f = f"e->v{i}"
     if v.kind == SCALAR and v.read_off < 0:
@@ -126,22 +101,79 @@ def _capture(slot, i, ev, indent):
         # A NULL pointer is not read: ptr 0 with status 0 is shown as NULL, while a
         # failed read (status < 0) is an unreadable pointer.
         out.append(f"{inner}{f}_ptr = err ? 0 : p;")
-    if v.kind == STRING:
-        fn = "bpf_probe_read_user_str" if v.user else "bpf_probe_read_kernel_str"
-        out.append(f"{inner}if (!err && p) err = {fn}({f}_data, {slot.size}, (void *)(p + {v.read_off}));")
-    elif v.kind == DEREF:
-        out.append(f"{inner}if (!err && p) err = {_read(v)}({f}_data, {slot.size}, (void *)(p + {v.read_off}));")
     elif v.kind == SCALAR:
-        out.append(f"{inner}*(u64 *){f}_data = 0;")
+        data = f"*(u64 *){f}_data"
+        out.append(f"{inner}{data} = 0;")
         out.append(f"{inner}if (!err) err = {_read(v)}({f}_data, {v.size}, (void *)(p + {v.read_off}));")
-        if v.bitfield:
-            shift, bits = v.bitfield
-            out.append(f"{inner}*(u64 *){f}_data = (*(u64 *){f}_data >> {shift}) & {(1 << bits) - 1}ULL;")
+        if v.bitfield is not None:
+            out.append(f"{inner}{data} = {v.bitfield.c_expr(data)};")
     else:  # MEMORY
         out.append(f"{inner}if (!err) err = {_read(v)}({f}_data, {slot.size}, (void *)(p + {v.read_off}));")
     out.append(f"{inner}{f}_status = err;")
     out.append(f"{indent}}}")
     return out
+
+
+def _copy(slot, i, indent):
+    """Code that copies what a fetched pointer points to (DEREF, STRING); nothing else."""
+    v = slot.value
+    f = f"e->v{i}"
+    if v.kind == STRING:
+        fn = "bpf_probe_read_user_str" if v.user else "bpf_probe_read_kernel_str"
+    elif v.kind == DEREF:
+        fn = _read(v)
+    else:
+        return []
+    return [f"{indent}if (!{f}_status && {f}_ptr) "
+            f"{f}_status = {fn}({f}_data, {slot.size}, (void *)({f}_ptr + {v.read_off}));"]
+
+
+def _operand(slot, i):
+    """The C expression a predicate on value ``i`` compares: what ``_fetch`` stored."""
+    v = slot.value
+    if v.kind == SCALAR and v.read_off >= 0:
+        return f"*(u64 *)e->v{i}_data"
+    return f"e->v{i}_ptr"
+
+
+def _capture(ev, at_return, fail, indent):
+    """Code that fills the event's slots of one side (entry or return values).
+
+    Predicates are tested in the order written: each predicated value is read
+    once into its slot just before its first test, and the test compares what
+    was captured (so the value shown is the value that passed).  A failed read
+    fails the predicate.  Only then are the other values (and what predicated
+    pointers point to) copied.  ``fail`` runs when a predicate is false; the
+    event header is filled between the two phases (``$hdr`` in the result).
+    """
+    mine = [(i, s) for i, s in enumerate(ev.slots) if s.value.at_return == at_return]
+    checks = sorted(((p.seq, k, i, s, p) for i, s in mine for k, p in enumerate(s.value.preds)),
+                    key=lambda c: c[:2])
+    out, fetched = [], set()
+    for _, _, i, slot, pred in checks:
+        v = slot.value
+        if i not in fetched:
+            fetched.add(i)
+            out += _fetch(slot, i, indent)
+            if not (v.kind == SCALAR and v.read_off < 0):
+                out.append(f"{indent}if (e->v{i}_status) {fail}")
+        assert pred.op in _OPS
+        out += [f"{indent}{{",
+                f"{indent}\t{v.ctype} v = ({v.ctype}){_operand(slot, i)};",
+                f"{indent}\tif (!(v {pred.op} {_const(pred.value, v.ctype)})) {fail}",
+                f"{indent}}}"]
+    out.append("$hdr")
+    for i, slot in mine:
+        if i not in fetched:
+            out += _fetch(slot, i, indent)
+        out += _copy(slot, i, indent)
+    return out
+
+
+def _with_header(lines, header):
+    """Put the header lines where ``_capture`` left its ``$hdr`` mark."""
+    at = lines.index("$hdr")
+    return lines[:at] + header + lines[at + 1:]
 
 
 def _task_filter(gen):
@@ -192,14 +224,9 @@ def _entry_program(fp, ev, gen):
         fail = f"{{ ksnoop_stash_{fp.index}.delete(&key); return 0; }}"
     else:
         fail = "return 0;"
-    for v in fp.entry:
-        if v.preds:
-            out += _predicate(v, fail, "\t")
     out += _scratch(ev)
-    out.append(f"\tksnoop_fill_hdr(&e->hdr, id, {fp.index}, {ev.kind});")
-    for i, slot in enumerate(ev.slots):
-        if not slot.value.at_return:
-            out += _capture(slot, i, ev, "\t")
+    out += _with_header(_capture(ev, False, fail, "\t"),
+                        [f"\tksnoop_fill_hdr(&e->hdr, id, {fp.index}, {ev.kind});"])
     if fp.stash:
         out.append(f"\tksnoop_stash_{fp.index}.update(&key, e);")
     else:
@@ -212,6 +239,7 @@ def _return_program(fp, ev, gen):
     name = f"ksnoop_return_{fp.index}"
     out = _prologue(name, gen)
     if fp.stash:
+        # Return values are captured straight into the stash entry.
         out += _stash_key(fp) + [
                 "\tif (!dp || *dp == 0) return 0;",
                 "\tu32 depth = *dp - 1;",
@@ -220,19 +248,12 @@ def _return_program(fp, ev, gen):
                 f"\tstruct {ev.c_name} *e = (struct {ev.c_name} *)ksnoop_stash_{fp.index}.lookup(&key);",
                 "\tif (!e) return 0;"]
         fail = f"{{ ksnoop_stash_{fp.index}.delete(&key); return 0; }}"
-        for v in fp.ret:
-            if v.preds:
-                out += _predicate(v, fail, "\t")
-        out += ["\te->hdr.cpu = bpf_get_smp_processor_id();"]
+        header = ["\te->hdr.cpu = bpf_get_smp_processor_id();"]
     else:
-        for v in fp.ret:
-            if v.preds:
-                out += _predicate(v, "return 0;", "\t")
         out += _scratch(ev)
-        out.append(f"\tksnoop_fill_hdr(&e->hdr, id, {fp.index}, {ev.kind});")
-    for i, slot in enumerate(ev.slots):
-        if slot.value.at_return:
-            out += _capture(slot, i, ev, "\t")
+        fail = "return 0;"
+        header = [f"\tksnoop_fill_hdr(&e->hdr, id, {fp.index}, {ev.kind});"]
+    out += _with_header(_capture(ev, True, fail, "\t"), header)
     out.append("\tKSNOOP_OUTPUT(ctx, e, sizeof(*e));")
     if fp.stash:
         out.append(f"\tksnoop_stash_{fp.index}.delete(&key);")

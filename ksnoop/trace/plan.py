@@ -21,6 +21,7 @@ class Pred:
     value: int  # already in range for ctype
     pos: int
     end: int
+    seq: int = 0  # place among the function's values as written: predicates run in this order
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Value:
     size: int = 8  # bytes captured (scalar width, or the capped object size)
     full_size: int = 8  # the type's full size (so truncation can be reported)
     ctype: str = "u64"  # C type a predicate compares as
-    bitfield: tuple = ()  # (bit offset inside the read, bit count)
+    bitfield: object = None  # btf.bitfield.Bitfield (offset 0: read at read_off), or None
     user: bool = False  # pointer into user memory
     preds: tuple = ()  # Pred...
 

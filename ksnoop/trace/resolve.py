@@ -11,6 +11,7 @@ sees a literal that does not fit.
 from dataclasses import replace
 
 from ..btf import Kind
+from ..btf.bitfield import Bitfield
 from ..btf.cdecl import type_name
 from ..errors import SymbolError
 from ..kernel import callconv
@@ -107,10 +108,13 @@ class _Resolver:
         slots = callconv.assign(btf, proto, self.arch.machine)
         if not spec.explicit:
             return self._default(spec, index, fn, addr, slots)
+        # One Value per distinct value (read once); its predicates carry their
+        # place in the spec (seq) so that codegen tests them in the order written.
         entry, ret = {}, {}
-        for vs in spec.values:
+        for seq, vs in enumerate(spec.values):
             target = ret if vs.is_return else entry
             val = self.value(spec, fn, slots, vs)
+            val = replace(val, preds=tuple(replace(p, seq=seq) for p in val.preds))
             prev = target.get(val.name)
             if prev is not None:
                 val = replace(prev, preds=prev.preds + val.preds)
@@ -199,11 +203,11 @@ class _Resolver:
     def _walk(self, spec, btf, val, vs):
         tid, hops, off, in_memory = val.type_id, [], 0, False
         user = False
-        bit_info = ()
+        bit_info = None
         path = vs.base
         for step in vs.steps:
             cur = btf[btf.resolve(tid)]
-            if bit_info:
+            if bit_info is not None:
                 raise spec.error(f"{path} is a bitfield: it has no members", step.pos, len(step.name))
             if step.deref:
                 if cur.kind != Kind.PTR or btf[btf.resolve(cur.type)].kind not in (Kind.STRUCT, Kind.UNION):
@@ -232,9 +236,12 @@ class _Resolver:
                                  step.pos, len(step.name))
             bit_off, member = found
             if member.bitfield_size:
-                start = bit_off // 8
-                bit_info = (bit_off - 8 * start, member.bitfield_size)
-                off += start
+                bf = Bitfield.of_member(btf, member, bit_off - member.bit_offset)
+                if bf.shift + bf.width > 64:
+                    raise spec.error(f"bitfield '{step.name}' spans more than 8 bytes: not supported",
+                                     step.pos, len(step.name))
+                off += bf.offset
+                bit_info = replace(bf, offset=0)  # read at read_off
             else:
                 if bit_off % 8:
                     raise spec.error(f"member '{step.name}' is not byte aligned", step.pos, len(step.name))
@@ -243,9 +250,9 @@ class _Resolver:
             path += ("->" if step.deref else ".") + step.name
         reg = val.reg
         final = btf[btf.resolve(tid)]
-        if bit_info:
-            nbytes = (bit_info[0] + bit_info[1] + 7) // 8
-            ctype = "s64" if btf[btf.resolve(tid)].signed else "u64"
+        if bit_info is not None:
+            nbytes = bit_info.nbytes
+            ctype = "s64" if bit_info.signed else "u64"
             return Value(path, val.at_return, SCALAR, tid, tid, reg, hops=tuple(hops), read_off=off,
                          size=nbytes, full_size=nbytes, ctype=ctype, bitfield=bit_info, user=user)
         if final.kind in _SCALAR_KINDS and btf.size_of(tid) <= 8:
@@ -272,13 +279,14 @@ class _Resolver:
         if val.kind in (MEMORY, REGS):
             raise spec.error(f"{vs.path} is '{type_name(btf, val.type_id)}', not a number: "
                              "it cannot be compared", p.pos, len(p.op))
-        if val.bitfield:
-            lo, hi = (0, (1 << val.bitfield[1]) - 1)
+        what = type_name(btf, val.type_id)
+        if val.bitfield is not None:
+            lo, hi = val.bitfield.lo, val.bitfield.hi
+            what += f":{val.bitfield.width}"
         else:
             _, lo, hi = _ctype(btf, val.type_id)
         if not lo <= p.value <= hi:
-            raise spec.error(f"{p.literal} is out of range for {vs.path} "
-                             f"('{type_name(btf, val.type_id)}': {lo}..{hi})",
+            raise spec.error(f"{p.literal} is out of range for {vs.path} ('{what}': {lo}..{hi})",
                              p.end - len(p.literal), len(p.literal))
         return replace(val, preds=(Pred(p.op, p.value, p.pos, p.end),))
 
