@@ -1,15 +1,35 @@
-"""Why a host test cannot run here (or None): shared by the host tier."""
+"""Whether the host tier can run here, shared by the host tests.
+
+Only the environment may excuse a host test: not root, or a kernel without
+BTF (and under KSNOOP_STRICT=1 even that is a failure).  Anything else that
+stops the tier (BCC missing from the venv, a BPF call refused) is breakage
+and fails the test with the reason.
+"""
 
 import os
 
+import pytest
+
 
 def bpf_skip_reason(need="BPF program load"):
+    """Why this host cannot run BPF tests (not root, no BTF), or None.
+
+    Fails the calling test if the host should run them but BCC's Python
+    module cannot be imported: that is a broken setup, not an excuse."""
     if os.geteuid() != 0:
         return f"needs root ({need})"
     if not os.path.exists("/sys/kernel/btf/vmlinux"):
         return "kernel has no BTF (/sys/kernel/btf/vmlinux)"
+    require_bcc()
+    return None
+
+
+def require_bcc():
     try:
         import bcc  # noqa: F401
-    except ImportError:
-        return "BCC's Python module is missing (Debian python3-bpfcc; venv needs system site-packages)"
-    return None
+    except ImportError as e:
+        why = str(e)
+    else:
+        return
+    pytest.fail(f"BCC's Python module cannot be imported ({why}): install Debian's python3-bpfcc "
+                "and make the venv with --system-site-packages (make setup)", pytrace=False)

@@ -45,7 +45,12 @@ R0, R1, R2, R3, R4, R5, R6, R7, R10 = 0, 1, 2, 3, 4, 5, 6, 7, 10
 
 
 class OracleUnavailable(Exception):
-    """The host cannot run the oracle (not root, no BPF, old kernel)."""
+    """The host cannot run the oracle: not root.  The only excuse."""
+
+
+class OracleError(AssertionError):
+    """A bpf() call of the oracle failed: the map, a program (with the
+    verifier's log) or a test run.  A broken oracle is a failed test."""
 
 
 def _insn(code, dst=0, src=0, off=0, imm=0):
@@ -168,14 +173,19 @@ class KernelOracle:
         self._libc.syscall.restype = ctypes.c_long
         self._fds = []
         self._hashes = {}
-        attr = struct.pack("<IIIII", BPF_MAP_TYPE_ARRAY, 4, VALUE_SIZE, 1, BPF_F_MMAPABLE)
-        self.map_fd = self._bpf(BPF_MAP_CREATE, attr, "map create")
-        self.mem = mmap.mmap(self.map_fd, VALUE_SIZE, mmap.MAP_SHARED,
-                             mmap.PROT_READ | mmap.PROT_WRITE)
-        self.prog = self._load(snprintf_program(self.map_fd, IN_OFF), "snprintf")
-        self.hash_prog = self._load(snprintf_program(self.map_fd, HASH_OFF), "hash")
-        self.read_prog = self._load(read_program(self.map_fd), "read")
+        self.mem = None
         self.void_ptr_id = None
+        try:
+            attr = struct.pack("<IIIII", BPF_MAP_TYPE_ARRAY, 4, VALUE_SIZE, 1, BPF_F_MMAPABLE)
+            self.map_fd = self._bpf(BPF_MAP_CREATE, attr, "map create")
+            self.mem = mmap.mmap(self.map_fd, VALUE_SIZE, mmap.MAP_SHARED,
+                                 mmap.PROT_READ | mmap.PROT_WRITE)
+            self.prog = self._load(snprintf_program(self.map_fd, IN_OFF), "snprintf")
+            self.hash_prog = self._load(snprintf_program(self.map_fd, HASH_OFF), "hash")
+            self.read_prog = self._load(read_program(self.map_fd), "read")
+        except BaseException:
+            self.close()
+            raise
 
     # ---------------------------------------------------------------- syscalls
     def _bpf(self, cmd, attr, what):
@@ -183,7 +193,8 @@ class KernelOracle:
         ret = self._libc.syscall(NR_BPF, cmd, buf, 160)
         if ret < 0:
             err = ctypes.get_errno()
-            raise OracleUnavailable(f"bpf({what}) failed: {errno.errorcode.get(err, err)}")
+            raise OracleError(f"bpf({what}) failed: {errno.errorcode.get(err, err)} "
+                              f"({os.strerror(err)})")
         if cmd != BPF_PROG_TEST_RUN:
             self._fds.append(ret)
         return ret
@@ -199,9 +210,9 @@ class KernelOracle:
         )
         try:
             return self._bpf(BPF_PROG_LOAD, attr, f"load {name} program")
-        except OracleUnavailable as e:
-            msg = log.value.decode(errors="replace").strip().splitlines()[-3:]
-            raise OracleUnavailable(f"{e}: {' | '.join(msg)}") from None
+        except OracleError as e:
+            verifier = log.value.decode(errors="replace").strip()
+            raise OracleError(f"{e}; verifier log:\n{verifier or '(empty)'}") from None
 
     def _run(self, prog):
         attr = struct.pack("<I", prog)
@@ -270,7 +281,9 @@ class KernelOracle:
         return hit
 
     def close(self):
-        self.mem.close()
+        if self.mem is not None:
+            self.mem.close()
+            self.mem = None
         for fd in self._fds:
             os.close(fd)
         self._fds = []

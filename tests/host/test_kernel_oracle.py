@@ -4,21 +4,21 @@ Hundreds of vmlinux types of every kind, each with zero, random and realistic
 bytes (real kernel memory: the current task and objects it points to), under
 all 16 flag combinations, plus truncation at small buffer sizes.  Hashed
 pointers are reproduced exactly by asking the kernel how it hashes each value.
-Skips (with the reason) when the host cannot run BPF programs.
+Skips only when not root or without BTF; a failing bpf() call (even the
+verifier refusing the oracle's own programs) fails with the kernel's message.
 """
 
 import random
 import time
 
 import pytest
-from oracle import IN_MAX, KernelOracle, OracleUnavailable
+from oracle import IN_MAX, R0, KernelOracle, OracleError, OracleUnavailable, _exit, _mov
 
-from ksnoop.btf import BTF, Kind
+from ksnoop.btf import Kind
 from ksnoop.render.snprintf import COMPACT, PTR_RAW, KernelRenderer
 
 pytestmark = pytest.mark.host
 
-VMLINUX = "/sys/kernel/btf/vmlinux"
 SEED = 20240611
 ANCHORS = [
     ("task_struct", Kind.STRUCT), ("sk_buff", Kind.STRUCT), ("mm_struct", Kind.STRUCT),
@@ -45,16 +45,14 @@ CHASE = [("mm", "mm_struct"), ("files", "files_struct"), ("fs", "fs_struct"),
 
 
 @pytest.fixture(scope="module")
-def btf():
-    try:
-        with open(VMLINUX, "rb") as f:
-            return BTF(f.read(), name="vmlinux")
-    except OSError as e:
-        pytest.skip(f"no vmlinux BTF: {e}")
+def btf(vmlinux_btf):
+    return vmlinux_btf
 
 
 @pytest.fixture(scope="module")
 def oracle(btf):
+    """Skipped only when not root; any bpf() failure (the verifier rejecting the
+    oracle's own programs included) fails the test with the kernel's words."""
     try:
         o = KernelOracle()
     except OracleUnavailable as e:
@@ -206,3 +204,13 @@ def test_error_returns(btf, oracle):
     assert oracle.snprintf(0, 0)[1] == -22
     assert oracle.snprintf(len(btf) + 10, 0)[1] == -2
     assert oracle.snprintf(1, 16)[1] == -22
+
+
+def test_a_refused_oracle_program_fails_with_the_verifier_log(oracle):
+    """Not a skip: the verifier's own words reach the failure message."""
+    bad = _mov(R0, 2) + _exit()  # reads r2, which is never written
+    with pytest.raises(OracleError) as info:
+        oracle._load(bad, "bad")
+    msg = str(info.value)
+    assert msg.startswith("bpf(load bad program) failed: EACCES")
+    assert "verifier log:" in msg and "R2 !read_ok" in msg
