@@ -622,24 +622,27 @@ def compile_text(btf, tid, flags=0, tree=None):
         return None
 
 
+# One pass, left to right, one style per token: the digits of "(char[8])",
+# of a string or of a comment are part of that token, never numbers.
+_COLOUR_TOKENS = r"""
+    (?P<string>"(?:[^"\\\n]|\\.)*")
+  | (?P<comment>/\*.*?\*/)
+  | (?P<cast>\([A-Za-z_][^()=\n]*?\))
+  | (?<![\w>.-])(?P<member>\.?[A-Za-z_]\w*(?:(?:->|\.)[A-Za-z_]\w*)*)(?=\ =\ )
+  | (?<![\w.])(?P<pointer>0x[0-9a-f]+)(?![\w.])
+  | (?<![\w.])(?P<number>-?\d+)(?![\w.])
+"""
+
+
 def colourize(text):
-    """A rich ``Text`` of ksnoop-style output with syntax colours (imports rich)."""
-    from rich.highlighter import RegexHighlighter
+    """A rich ``Text`` of ksnoop-style output with syntax colours (imports rich):
+    member and value names, casts, numbers, strings, pointers, comments."""
+    import re
+
     from rich.text import Text
 
-    class _Hl(RegexHighlighter):
-        base_style = "ksnoop."
-        highlights = [
-            r"(?P<member>\.[A-Za-z_][A-Za-z0-9_]*)(?= = )",
-            r"(?P<cast>\([A-Za-z_][^()\n]*?\))",
-            r"(?P<string>\"(?:[^\"\\]|\\.)*\")",
-            r"(?P<pointer>0x[0-9a-f]{16})",
-            r"(?P<number>(?<![\w.])-?\d+(?![\w.]))",
-            r"(?P<comment>/\*.*?\*/)",
-        ]
-
     t = Text(text)
-    _Hl().highlight(t)
+    t.highlight_regex(re.compile(_COLOUR_TOKENS, re.X), style_prefix="ksnoop.")
     return t
 
 
