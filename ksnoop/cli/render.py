@@ -29,11 +29,26 @@ def _open_input(path):
 
 
 class _Output:
-    """Writes rendered text: colour through rich on a terminal, plain bytes otherwise."""
+    """Writes rendered text: colour through rich on a terminal, plain bytes otherwise.
 
-    def __init__(self, style, colour):
+    The kernel style is a str of one character per byte (latin-1): into a pipe
+    or a file it is written as those bytes, exactly what bpf_snprintf_btf()
+    prints; on a terminal (``terminal``) every byte other than printable ASCII
+    and newline is shown as ``\\ooo`` (escape.terminal_bytes), so the kernel's
+    raw bytes of char arrays (0xa0-0xff) show as what they are and nothing in
+    the output can act on the terminal.  The other styles print kernel bytes
+    through escape.c_string / escape.json_dumps already, so they are written
+    the same way to a terminal and to a pipe.
+    """
+
+    def __init__(self, style, colour, terminal=False):
         self.stream = getattr(sys.stdout, "buffer", sys.stdout)
-        self.encoding = "latin-1" if style == "kernel" else "utf-8"
+        self.encoding = "latin-1" if style == "kernel" and not terminal else "utf-8"
+        self.escape = None
+        if style == "kernel" and terminal:
+            from ..render.escape import terminal_bytes
+
+            self.escape = terminal_bytes
         self.console = None
         if colour:
             from rich.console import Console
@@ -49,6 +64,8 @@ class _Output:
 
             self.console.print(colourize(text), end="")
             return
+        if self.escape is not None:
+            text = self.escape(text)
         self.stream.write(text.encode(self.encoding, "replace"))
         self.stream.flush()
 
@@ -97,9 +114,10 @@ def render_cmd(type_name, path, style, compact, noname, zero, ptr_raw, btf_path,
     size = renderer.size
     if size <= 0:
         raise UsageError(f"type {type_name!r} has no size; nothing to render")
+    terminal = sys.stdout.isatty()
     if colour is None:
-        colour = style == "ksnoop" and sys.stdout.isatty()
-    out = _Output(style, colour and style == "ksnoop")
+        colour = style == "ksnoop" and terminal
+    out = _Output(style, colour and style == "ksnoop", terminal)
     stream, owned = _open_input(path)
     try:
         left = _render_stream(stream, renderer, out)

@@ -8,18 +8,22 @@
   ``true``/``false``; bitfields as numbers of their declared type;
 - enums: the enumerator's name, or the number when no enumerator matches;
 - pointers: ``"0x..."`` hex strings (never dereferenced);
-- char arrays: strings (bytes up to the first NUL, each byte one code point,
-  i.e. latin-1); other arrays: lists; floats: numbers (non-finite as strings);
+- char arrays: strings (bytes up to the first NUL, decoded by
+  ``escape.json_string``: UTF-8, each invalid byte as the four characters
+  ``\\xNN``, as in trace output); other arrays: lists; floats: numbers
+  (non-finite as strings);
 - nothing is zero-suppressed;
 - truncated data: members not in the capture are left out, scalars that are
   missing entirely are ``null``, and a truncated top-level object gets
   ``"__truncated__": {"have": N, "size": M}``.
+
+The text is ``escape.json_dumps``'s: compact and ASCII only.
 """
 
-import json
 import math
 
 from . import values as D
+from .escape import json_dumps, json_string
 
 
 def to_python(node):
@@ -47,7 +51,7 @@ def to_python(node):
     if isinstance(node, D.Ptr):
         return "0x%x" % node.value
     if isinstance(node, D.String):
-        return node.raw.decode("latin-1")
+        return json_string(node.raw)
     if isinstance(node, D.Float):
         return node.value if math.isfinite(node.value) else str(node.value)
     return None
@@ -57,4 +61,4 @@ def render_json(node, have=None, size=None):
     value = to_python(node)
     if have is not None and size is not None and have < size and isinstance(value, dict):
         value["__truncated__"] = {"have": max(have, 0), "size": size}
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return json_dumps(value)

@@ -21,7 +21,8 @@ raw):
   strings) print on one line, arrays of aggregates one element per line;
 - zero elements are skipped and the next shown element is prefixed with its
   index (``[3] = 443``), so positions are never lost;
-- arrays of ``char`` read as C strings up to the first NUL, with C escapes;
+- arrays of ``char`` read as C strings up to the first NUL, escaped by
+  ``escape.c_string`` (the one printer of kernel bytes, as in trace output);
 - bitfields print like their declared type (signed, enum names); bools
   print ``true``/``false``;
 - zero suppression as in the kernel: a nested zero scalar, NULL pointer,
@@ -38,30 +39,11 @@ import struct
 
 from ..btf import Kind, cdecl
 from . import values as D
+from .escape import c_string
 
 COMPACT, NONAME, PTR_RAW, ZERO = 1, 2, 4, 8
 
 _SCALAR_KINDS = frozenset({Kind.INT, Kind.PTR, Kind.ENUM, Kind.ENUM64, Kind.FLOAT})
-
-
-def _escape_table():
-    table = {}
-    for c in range(256):
-        if c in (0x22, 0x5C):
-            table[c] = "\\" + chr(c)
-        elif 0x20 <= c <= 0x7E:
-            continue
-        else:
-            table[c] = {0x0A: "\\n", 0x09: "\\t", 0x0D: "\\r"}.get(c, "\\%03o" % c)
-    return table
-
-
-_ESCAPES = _escape_table()
-
-
-def c_string(raw):
-    """A C string literal for ``raw`` (bytes, no NUL)."""
-    return '"' + raw.decode("latin-1").translate(_ESCAPES) + '"'
 
 
 def cstr(chunk):

@@ -2,7 +2,9 @@
 
 Values are rendered in user space from the captured bytes by ksnoop.render,
 so the kernel only copies bytes.  Unreadable pointers, truncated captures and
-failed reads are said in the output, never dropped.
+failed reads are said in the output, never dropped.  Strings, task names and
+function names are printed by ksnoop.render.escape, the one printer of kernel
+bytes (the same as ``ksnoop render``).
 """
 
 import json
@@ -10,6 +12,7 @@ import json
 from ..btf import Kind
 from ..btf.cdecl import type_name
 from ..render import COMPACT, make_renderer
+from ..render.escape import c_string, json_dumps, json_string, terminal_text
 from .plan import DEREF, MEMORY, REGS, SCALAR, STRING
 from .wire import CALL, ENTRY, KIND_NAMES, RETURN
 
@@ -22,19 +25,6 @@ def _errno(status):
 
     code = -status
     return f"-{errno.errorcode[code]}" if code in errno.errorcode else f"error {status}"
-
-
-def _c_string(raw):
-    out = []
-    for b in raw:
-        ch = chr(b)
-        if ch == '"' or ch == "\\":
-            out.append("\\" + ch)
-        elif 0x20 <= b < 0x7F:
-            out.append(ch)
-        else:
-            out.append({10: "\\n", 9: "\\t", 13: "\\r"}.get(b, f"\\x{b:02x}"))
-    return '"' + "".join(out) + '"'
 
 
 class Formatter:
@@ -74,7 +64,7 @@ class Formatter:
                 note = ""
                 if cap.status >= v.size and b"\0" not in cap.data[:v.size - 1]:
                     note = f"string truncated at {v.size - 1} bytes"
-                return _c_string(raw), note
+                return c_string(raw), note
             # A capture cut at --size is marked by the renderer itself ("/* N of M bytes */").
             return "*" + self._render(btf, v.show_type, cap.data), ""
         if v.kind == MEMORY:
@@ -89,6 +79,8 @@ class Formatter:
             return self._json(ev)
         btf = ev.func.btf
         ts = f"{ev.ts_ns // 1_000_000_000}.{ev.ts_ns % 1_000_000_000 // 1000:06d}"
+        # kernel-supplied names reach a terminal only escaped
+        comm, func = terminal_text(ev.comm), terminal_text(ev.func.name)
         parts = []
         for cap in ev.values:
             text, note = self.value_text(cap, btf)
@@ -101,9 +93,9 @@ class Formatter:
                                  for (n, t, note), cap in zip(parts, ev.values)
                                  if cap.value.at_return == at_return)
             ret = f" => {join(True)}" if ev.kind != ENTRY else ""
-            return (f"{ev.comm:<16} {ev.tgid:>7} {ev.cpu:>4} {ts:>16} "
-                    f"{ev.func.name}({join(False)}){ret}")
-        lines = [f"{ev.comm:<16} {ev.tgid:>7} {ev.cpu:>4} {ts:>16} {ev.func.name}("]
+            return (f"{comm:<16} {ev.tgid:>7} {ev.cpu:>4} {ts:>16} "
+                    f"{func}({join(False)}){ret}")
+        lines = [f"{comm:<16} {ev.tgid:>7} {ev.cpu:>4} {ts:>16} {func}("]
         for i, (name, text, note) in enumerate(parts):
             body = text.replace("\n", "\n  ")
             comma = "," if i < len(parts) - 1 else ""
@@ -124,7 +116,7 @@ class Formatter:
                "values": values}
         if notes:
             obj["notes"] = notes
-        return json.dumps(obj, separators=(",", ":"))
+        return json_dumps(obj)
 
     def _json_value(self, cap, btf):
         v = cap.value
@@ -135,7 +127,7 @@ class Formatter:
             return None, self.value_text(cap, btf)[1]
         if v.kind == STRING:
             raw = cap.data[:max(cap.status - 1, 0)]
-            return raw.decode("utf-8", "backslashreplace"), ""
+            return json_string(raw), ""
         tid = v.show_type if v.kind != REGS else v.type_id
         data = cap.data if v.kind != REGS else cap.data[:v.full_size]
         text = make_renderer(btf, tid, "json").render(data)

@@ -71,3 +71,40 @@ def test_errors(btf_file, capsysbinary, tmp_path):
     assert rc == 2 and err.startswith(b"ksnoop: no type with id 99999")
     rc, out, err = run(capsysbinary, ["render", "int", str(tmp_path / "nope"), "--btf", btf_file])
     assert rc == 1 and err.count(b"\n") == 1
+
+
+NAME = b"\x1b[2J\xe9\xff\\"  # ESC (0x1b) prints as a number in the kernel style, 0xe9 0xff raw
+
+
+def test_kernel_style_is_exact_into_a_pipe(btf_file, capsysbinary, monkeypatch):
+    from ksnoop.btf import BTF
+    from ksnoop.render.snprintf import KernelRenderer
+
+    data = NAME.ljust(8, b"\0")
+    rc, out, _ = run(capsysbinary, ["render", f"btf:{IDS['char[8]']}", "--btf", btf_file,
+                                    "-f", "kernel", "--compact"], monkeypatch, data)
+    want = KernelRenderer(BTF(BLOB, use_cache=False), IDS["char[8]"], 1).render(data)
+    assert rc == 0 and out == want.encode("latin-1") + b"\n"
+    assert out == b"(char[])[27,'[','2','J','\xe9','\xff','\\',]\n"
+
+
+def test_kernel_style_is_escaped_on_a_terminal(btf_file, capsysbinary, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    rc, out, _ = run(capsysbinary, ["render", f"btf:{IDS['char[8]']}", "--btf", btf_file,
+                                    "-f", "kernel", "--compact"], monkeypatch, NAME.ljust(8, b"\0"))
+    assert (rc, out) == (0, b"(char[])[27,'[','2','J','\\351','\\377','\\\\',]\n")
+
+
+def test_char_arrays_in_ksnoop_and_json_styles(btf_file, capsysbinary, monkeypatch):
+    import json
+
+    data = NAME.ljust(8, b"\0")
+    rc, out, _ = run(capsysbinary, ["render", f"btf:{IDS['char[8]']}", "--btf", btf_file],
+                     monkeypatch, data)
+    assert (rc, out) == (0, b'(char[8])"\\033[2J\\351\\377\\\\"\n')
+    rc, out, _ = run(capsysbinary, ["render", f"btf:{IDS['char[8]']}", "--btf", btf_file,
+                                    "-f", "json"], monkeypatch, data)
+    assert (rc, out) == (0, b'"\\u001b[2J\\\\xe9\\\\xff\\\\"\n')
+    assert json.loads(out) == "\x1b[2J\\xe9\\xff\\"

@@ -40,3 +40,14 @@ def test_truncated(btf):
     assert value["__truncated__"] == {"have": 30, "size": 120}
     assert value["a"] == -7 and "cb" not in value and "cmd" in value
     assert Renderer(btf, IDS["int"], "json").render(b"") == "null"
+
+
+def test_char_arrays_decode_as_utf8_with_invalid_bytes_escaped(btf):
+    data = b"\xc3\xa9\xff\x1b\\\0xy"
+    text = Renderer(btf, IDS["char[8]"], "json").render(data)
+    assert text == '"\\u00e9\\\\xff\\u001b\\\\"'
+    assert json.loads(text) == data[:5].decode("utf-8", "backslashreplace") == "\xe9\\xff\x1b\\"
+    demo = bytearray(demo_bytes())
+    demo[4:12] = data
+    value = Renderer(btf, IDS["demo"], "json").render(bytes(demo))
+    assert value.isascii() and json.loads(value)["name"] == json.loads(text)

@@ -8,8 +8,9 @@ from btfwriter import demo_types
 from test_render_kernel import demo_bytes
 
 from ksnoop.btf import BTF
-from ksnoop.render import Renderer, make_renderer, render
-from ksnoop.render.text import TreeText, c_string, colourize, compile_text
+from ksnoop.render import Renderer, escape, make_renderer, render
+from ksnoop.render import text as text_style
+from ksnoop.render.text import TreeText, colourize, compile_text
 from ksnoop.render.values import Decoder
 
 BLOB, IDS = demo_types()
@@ -123,7 +124,14 @@ def test_offsets_and_batches(btf):
     assert make_renderer(btf, IDS["int"], "json").render_many(data, 3, "\n") == "1\n2\n3\n"
 
 
-def test_escapes_and_colour():
-    assert c_string(b'a"\\\n\t\x00\x7f') == '"a\\"\\\\\\n\\t\\000\\177"'
+def test_escapes_and_colour(btf):
+    # one printer: char arrays go through escape.c_string (\ooo, three digits)
+    assert text_style.c_string is escape.c_string
+    assert escape.c_string(b'a"\\\n\t\x00\x7f') == '"a\\"\\\\\\n\\t\\000\\177"'
+    data = b"\x1b[1\xff7\0\0\0"
+    for flags in (0, 8):  # cstr (zero-suppressing) and cstr_z, compiled and tree
+        fast = Renderer(btf, IDS["char[8]"], flags=flags).render(data)
+        tree = TreeText(btf, flags).render_node(Decoder(btf).decode(IDS["char[8]"], data))
+        assert fast == tree == '(char[8])"\\033[1\\3777"\n'
     t = colourize('(struct x){\n .a = (int)5,\n .s = (char[4])"hi",\n}\n')
     assert t.plain.startswith("(struct x)") and t.spans
