@@ -38,6 +38,7 @@ Python code for one type (full-size data, the fast path).
 import struct
 
 from ..btf import Kind, cdecl
+from ..btf.bitfield import Bitfield, is_signed
 from . import values as D
 from .escape import c_string
 
@@ -396,20 +397,15 @@ class _Gen:
         self._emit_value(code, pi, expr, kind, t, ind + label, "," + s.nl)
 
     def bitfield(self, fr, code, pi, t, off_bits, nbits, pre, post, limit):
-        start, shift = off_bits // 8, off_bits % 8
-        nbytes = (shift + nbits + 7) // 8
+        bf = Bitfield.at(off_bits, nbits, is_signed(t))
+        start, nbytes = bf.offset, bf.nbytes
         unit = next(u for u in (1, 2, 4, 8, 16) if u >= nbytes)
         if unit == 16 or start + unit > limit:
             raw = f"(int.from_bytes(b[{fr.base} + {start}:{fr.base} + {start + nbytes}], 'little'))"
         else:
             raw = fr.var(start, _CODES[(unit, False)])
         x = self.fresh("x")
-        expr = f"({raw} >> {shift}) & {(1 << nbits) - 1}" if shift else f"{raw} & {(1 << nbits) - 1}"
-        signed = t.signed if t.kind in (Kind.INT, Kind.ENUM, Kind.ENUM64) else False
-        if signed:
-            half = 1 << (nbits - 1)
-            expr = f"(({expr}) ^ {half}) - {half}"
-        code.append(f"{pi}{x} = {expr}")
+        code.append(f"{pi}{x} = {bf.py_expr(raw)}")
         if t.kind in (Kind.ENUM, Kind.ENUM64):
             kind = "enum"
         elif t.kind == Kind.INT and t.encoding & 4:

@@ -264,6 +264,53 @@ def test_several_predicates_on_one_value_are_merged(kernel):
     assert skb.preds == ()
 
 
+def _tests_in_order(c_text, fn):
+    """The predicate comparisons of program ``fn``, in the order they appear."""
+    body = c_text.split(f"int {fn}(struct pt_regs *ctx)", 1)[1].split("\n}\n", 1)[0]
+    return re.findall(r"if \(!\(v (\S+) \((\w+)\)\(?(-?\d+)", body)
+
+
+def test_predicates_run_in_the_order_written(kernel):
+    """f(a > 1, b == 2, a < 9): a > 1, then b == 2, then a < 9, though a is one value."""
+    p = plan(kernel, "ip_send_skb(skb->len > 1, skb->data_len == 2, skb->len < 9)")
+    c, _ = generate(p, MACHINE)
+    assert _tests_in_order(c, "ksnoop_entry_0") == [(">", "u32", "1"), ("==", "u32", "2"),
+                                                    ("<", "u32", "9")]
+    # which value each test reads: the first and third compare the same slot
+    body = c.split("int ksnoop_entry_0", 1)[1]
+    operands = re.findall(r"u32 v = \(u32\)\*\(u64 \*\)e->(v\d+)_data;", body)
+    assert operands == ["v0", "v1", "v0"]
+
+
+def test_predicates_in_order_on_both_sides_of_a_stash(kernel):
+    p = plan(kernel, "vfs_read(count < 100, return != 0, file != 0, count > 1, return > -5)")
+    assert p.funcs[0].stash
+    c, _ = generate(p, MACHINE)
+    assert _tests_in_order(c, "ksnoop_entry_0") == [("<", "u64", "100"), ("!=", "u64", "0"),
+                                                    (">", "u64", "1")]
+    assert _tests_in_order(c, "ksnoop_return_0") == [("!=", "s64", "0"), (">", "s64", "-5")]
+
+
+_READ = re.compile(r"bpf_probe_read_kernel\([^;]*?\(void \*\)\((?:p|e->v\d+_ptr) \+ (\d+)\)\)")
+
+
+@pytest.mark.parametrize("text", [
+    "ip_send_skb(skb->len > 10, skb->dev->ifindex == 1, skb)",  # entry events
+    "ip_send_skb(skb->len > 10, skb->dev->ifindex == 1, skb, return < 0)",  # stash
+    "ip_send_skb(skb->dev->ifindex == 1, skb->len > 10, skb->len < 99, skb->dev->ifindex)",
+])
+def test_a_predicated_value_is_read_once(kernel, btf, text):
+    """Each offset is read once: the predicate tests the value captured into the event."""
+    c, _ = generate(plan(kernel, text), MACHINE)
+    offs = [int(o) for o in _READ.findall(c)]
+    dev = offset_of(btf, "sk_buff", "dev")
+    ifindex = offset_of(btf, "net_device", "ifindex")
+    length = offset_of(btf, "sk_buff", "len")
+    assert offs.count(dev) == 1 and offs.count(ifindex) == 1 and offs.count(length) == 1
+    # and the value shown is the one tested: the comparisons read the event's slots
+    assert "u32 v = (u32)*(u64 *)e->v" in c and "raw" not in c
+
+
 # ------------------------------------------------------------- value kinds
 def test_member_scalar(kernel, btf):
     v = value(kernel, "ip_send_skb(skb->len)")
