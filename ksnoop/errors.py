@@ -43,3 +43,8 @@ class RenderError(KsnoopError):
 
 class AttachError(KsnoopError):
     """Compiling, loading or attaching a BPF program failed."""
+
+
+class Terminated(SystemExit):
+    """SIGTERM or SIGHUP, raised from the signal handler so that ``with``
+    blocks unwind (probes detach) and a trace ends like Ctrl-C."""

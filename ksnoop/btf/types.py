@@ -309,7 +309,9 @@ class BTF:
     def _string_offsets(self, name):
         """Every offset (in the combined base + own string space) holding ``name``."""
         found = self.base._string_offsets(name) if self.base is not None else []
-        needle = b"\0" + name.encode() + b"\0"
+        # surrogateescape: a name from a non-UTF-8 command line is looked up as the
+        # bytes it was (and is simply not found), instead of failing to encode.
+        needle = b"\0" + name.encode("utf-8", "surrogateescape") + b"\0"
         strings = self.data[self.str_start:self.str_start + self.str_len]
         at = strings.find(needle)
         while at >= 0:

@@ -7,6 +7,8 @@ import click
 from ..errors import KsnoopError, SpecError
 from .options import CONTEXT, btf_option, debug_option, report
 
+MAX_SUGGESTED = 5  # close-match searches cost ~0.1 s each: only for the first few misses
+
 
 @click.command("info", context_settings=CONTEXT)
 @click.argument("functions", nargs=-1, required=True, metavar="FUNC...")
@@ -29,10 +31,11 @@ def info_cmd(functions, btf_path, debug):
     from ..kernel.functions import find_function, signature
 
     kernel = Kernel(btf_path=btf_path)
+    kernel.vmlinux  # noqa: B018 - a bad BTF file is one error, not one per name
     failed = 0
     for name in functions:
         try:
-            line = signature(find_function(kernel, name))
+            line = signature(find_function(kernel, name, suggest_close=failed < MAX_SUGGESTED))
         except KsnoopError as e:
             if isinstance(e, SpecError) or e.exit_code != 1:
                 raise

@@ -11,8 +11,8 @@ import sys
 import click
 
 from .. import __version__
-from ..errors import KsnoopError
-from .options import CONTEXT, debug_option, report
+from ..errors import KsnoopError, Terminated
+from .options import CONTEXT, debug_option, report, report_line
 
 
 class DefaultTraceGroup(click.Group):
@@ -94,23 +94,65 @@ for _cmd in (info_cmd, trace_cmd, render_cmd):
     cli.add_command(_cmd)
 
 
-def main(argv=None):
+def _run(argv):
+    """Run the command line; every outcome becomes an exit code here, not in click
+    (click's own main() would turn a closed pipe and Ctrl-C into exit 1)."""
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        rc = cli.main(args=argv, prog_name="ksnoop", standalone_mode=False)
+        with cli.make_context("ksnoop", args) as ctx:
+            cli.invoke(ctx)
+        sys.stdout.flush()
+        return 0
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        # One line, like every other error (click would add a usage block).
+        report_line(e.format_message())
+        return e.exit_code
+    except click.exceptions.Abort:  # click's prompt interrupted (ksnoop has none)
+        return 130
     except KsnoopError as e:
         report(e)
-        rc = e.exit_code
-    except click.exceptions.Abort:
-        click.echo("ksnoop: aborted", err=True)
-        rc = 1
-    except click.ClickException as e:
-        e.show()
-        rc = e.exit_code
+        return e.exit_code
     except BrokenPipeError:
-        # Reader went away (ksnoop ... | head): stop quietly.
+        # Reader went away (ksnoop ... | head): a normal end.  Point stdout at
+        # /dev/null so the interpreter's final flush does not fail again.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        rc = 0
-    except KeyboardInterrupt:
-        rc = 130
+        return 0
+    except (KeyboardInterrupt, Terminated):
+        click.echo("ksnoop: interrupted", err=True)
+        return 130
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else "cannot write output: " if _stdout_broken(e) else ""
+        click.echo(f"ksnoop: {where}{e.strerror or e}", err=True)
+        return 1
+
+
+def _stdout_broken(err):
+    """An OSError that came from writing our output (ENOSPC on > /dev/full, EIO on a tty)."""
+    import traceback
+
+    return any(f.name in ("echo", "write", "flush") for f in traceback.extract_tb(err.__traceback__))
+
+
+def _on_terminate(signum, frame):
+    raise Terminated(128 + signum)
+
+
+def main(argv=None):
+    import signal
+
+    # Ctrl-C even when started as a background job (shells ignore SIGINT there);
+    # SIGTERM/SIGHUP like Ctrl-C until a trace installs its own handlers.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is signal.SIG_DFL:
+            signal.signal(sig, _on_terminate)
+    rc = _run(argv)
+    try:
+        sys.stdout.flush()
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
     sys.exit(rc if isinstance(rc, int) else 0)

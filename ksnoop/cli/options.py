@@ -1,8 +1,11 @@
 """What every command shares: click settings, option decorators, error lines."""
 
+import unicodedata
+
 import click
 
 from ..errors import SpecError
+from ..render.escape import terminal_text
 
 CONTEXT = dict(help_option_names=["-h", "--help"], max_content_width=100)
 
@@ -18,11 +21,33 @@ def btf_option(f):
              "instead of the running kernel.")(f)
 
 
+def report_line(message):
+    """``ksnoop: message`` on stderr; whatever the message quotes (a spec, a name,
+    a file name) is escaped so that no control character reaches the terminal."""
+    click.echo(f"ksnoop: {terminal_text(str(message))}", err=True)
+
+
+def _width(text):
+    """Terminal columns of already-escaped text (wide characters take two)."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else
+               0 if unicodedata.combining(ch) else 1 for ch in text)
+
+
+def caret_lines(text, pos, length):
+    """The spec on one line, escaped (a newline shows as \\n, a tab as \\t), and a
+    caret line under the bad token that stays aligned whatever the characters."""
+    before = terminal_text(text[:pos])
+    token = terminal_text(text[pos:pos + length]) or " "
+    after = terminal_text(text[pos + length:])
+    return before + token + after, " " * _width(before) + "^" * max(1, _width(token))
+
+
 def report(err):
     """One line on stderr for an error (plus the caret display for spec errors)."""
     if isinstance(err, SpecError) and err.text:
-        click.echo(f"ksnoop: {err.message}", err=True)
-        click.echo(f"  {err.text}", err=True)
-        click.echo("  " + " " * err.pos + "^" * err.length, err=True)
+        report_line(err.message)
+        shown, carets = caret_lines(err.text, err.pos, err.length)
+        click.echo(f"  {shown}", err=True)
+        click.echo(f"  {carets}", err=True)
     else:
-        click.echo(f"ksnoop: {err}", err=True)
+        report_line(err)

@@ -1,18 +1,38 @@
 """``ksnoop trace SPEC...``: trace calls (the default command)."""
 
+import math
 import sys
 
 import click
 
 from .options import CONTEXT, debug_option
 
+PID_MAX_LIMIT = 4 * 1024 * 1024  # the kernel's highest possible pid (64-bit)
+MAX_PAGES = 4096  # 16 MiB of buffer per CPU
+MAX_DURATION = 10_000_000.0  # seconds (about 115 days)
+
+
+class Seconds(click.ParamType):
+    """A finite, positive number of seconds (no nan, inf or 1e309)."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(seconds) or not 0 < seconds <= MAX_DURATION:
+            self.fail(f"{value!r} is not between 0 and {MAX_DURATION:.0f} seconds", param, ctx)
+        return seconds
+
 
 @click.command("trace", context_settings=CONTEXT)
 @click.argument("specs", nargs=-1, required=True, metavar="SPEC...")
-@click.option("-p", "--pid", type=click.IntRange(min=1), default=None,
+@click.option("-p", "--pid", type=click.IntRange(1, PID_MAX_LIMIT), default=None,
               help="Only calls made by process PID (its thread group id).")
-@click.option("-P", "--pages", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Buffer pages per CPU (a power of two).")
+@click.option("-P", "--pages", type=click.IntRange(1, MAX_PAGES), default=64, show_default=True,
+              help=f"Buffer pages per CPU (a power of two, at most {MAX_PAGES}).")
 @click.option("-s", "--size", "limit", type=click.IntRange(8, 65536), default=2048,
               show_default=True, help="Bytes captured per value; larger objects are truncated "
               "and the output says so.")
@@ -22,7 +42,7 @@ from .options import CONTEXT, debug_option
                    "values after '=>' (for grep); json: one JSON object per line (for jq).")
 @click.option("-n", "--count", "max_events", type=click.IntRange(min=1), default=None,
               help="Stop after N events.")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--duration", type=Seconds(), default=None,
               metavar="SECONDS", help="Stop after SECONDS.")
 @click.option("--buffer", type=click.Choice(["auto", "ringbuf", "perf"]), default="auto",
               show_default=True, help="BPF ring buffer where the kernel has it, else perf buffer.")
@@ -78,8 +98,4 @@ def trace_cmd(specs, pid, pages, limit, fmt, max_events, duration, buffer, colou
         click.echo(f"loaded {times.programs} programs through the verifier: compile "
                    f"{times.compile_s:.2f} s, load {times.load_s:.3f} s", err=True)
         return
-    # A shell starts background jobs with SIGINT ignored; `kill -INT` must still stop us.
-    import signal
-
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     tracer.run()

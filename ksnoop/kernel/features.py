@@ -50,14 +50,21 @@ def _capabilities():
     return 0
 
 
-def privilege_problem(attach=True):
-    """None, or a one-line reason this process may not load/attach BPF."""
-    caps = _capabilities()
+def privilege_problem(caps=None):
+    """None, or a one-line reason this process may not load and attach tracing
+    programs.  Loading one already needs both CAP_BPF (maps, programs) and
+    CAP_PERFMON (reading kernel memory, kprobes, tracepoints); CAP_SYS_ADMIN
+    stands in for both."""
+    caps = _capabilities() if caps is None else caps
     has = lambda c: bool(caps >> c & 1)  # noqa: E731
-    if has(_CAP_SYS_ADMIN) or (has(_CAP_BPF) and (has(_CAP_PERFMON) or not attach)):
+    if has(_CAP_SYS_ADMIN):
         return None
-    need = "CAP_BPF+CAP_PERFMON" if attach else "CAP_BPF"
-    return f"permission denied: run as root (or with {need})"
+    missing = [name for bit, name in ((_CAP_BPF, "CAP_BPF"), (_CAP_PERFMON, "CAP_PERFMON"))
+               if not has(bit)]
+    if not missing:
+        return None
+    return (f"permission denied: tracing needs CAP_BPF and CAP_PERFMON (missing "
+            f"{' and '.join(missing)}): run as root or grant both")
 
 
 def ensure_tracefs():

@@ -5,6 +5,7 @@ the rest of ksnoop can be tested without root or a live kernel.
 """
 
 import os
+import stat
 
 from ..btf import BTF
 from ..errors import BTFError, KsnoopError
@@ -14,10 +15,26 @@ SYS_BTF = "/sys/kernel/btf"
 KALLSYMS = "/proc/kallsyms"
 
 
-def read_file(path, what):
+MAX_BTF_FILE = 1 << 30  # a vmlinux with debug info is a few hundred MiB
+
+
+def read_file(path, what, regular=False, limit=None):
+    """The bytes of ``path``.  ``regular``: refuse anything but a regular file
+    (a FIFO would block, /dev/zero never ends); ``limit``: refuse bigger files."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        # O_NONBLOCK: opening a FIFO must not wait for a writer before we can refuse it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(fd)
+            if regular and not stat.S_ISREG(st.st_mode):
+                raise KsnoopError(f"{path}: not a regular file ({what})")
+            if limit is not None and st.st_size > limit:
+                raise KsnoopError(f"{path}: too big ({st.st_size} bytes, at most {limit}) ({what})")
+            os.set_blocking(fd, True)
+            data = f.read() if limit is None else f.read(limit + 1)
+            if limit is not None and len(data) > limit:
+                raise KsnoopError(f"{path}: too big (more than {limit} bytes) ({what})")
+            return data
     except FileNotFoundError:
         raise KsnoopError(f"{path}: no such file ({what})") from None
     except PermissionError:
@@ -55,13 +72,13 @@ def btf_from_elf(path, data):
     return sec.data()
 
 
-def load_btf_file(path, base=None):
-    """BTF from a file: raw BTF, or an ELF file with a .BTF section."""
-    data = read_file(path, "BTF")
-    name = os.path.basename(path)
+def load_btf_file(path, base=None, name=None):
+    """BTF from a file: raw BTF, or an ELF file with a .BTF section.  Errors
+    name the file as given (``name`` overrides, e.g. "vmlinux" for sysfs)."""
+    data = read_file(path, "BTF", regular=True, limit=MAX_BTF_FILE)
     if data[:4] == b"\x7fELF":
         data = btf_from_elf(path, data)
-    return BTF(data, base=base, name=name)
+    return BTF(data, base=base, name=name or path)
 
 
 class Kernel:

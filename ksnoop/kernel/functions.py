@@ -26,9 +26,10 @@ class Function:
         return self.proto.type
 
 
-def find_function(kernel, name):
+def find_function(kernel, name, suggest_close=True):
     """The BTF FUNC called ``name``: vmlinux first, then the module kallsyms
-    places it in.  SymbolError naming close matches when there is none."""
+    places it in.  SymbolError (naming close matches if ``suggest_close``) when
+    there is none."""
     ids = kernel.vmlinux.find(name, Kind.FUNC)
     if ids:
         return Function(name, kernel.vmlinux, ids[0], "")
@@ -40,8 +41,9 @@ def find_function(kernel, name):
                 mids = [i for i in mids if i >= btf.start_id]
                 if mids:
                     return Function(name, btf, mids[0], sym.module)
-    hint = suggest(kernel, name)
-    raise SymbolError(f"{name}: no such function in BTF{hint}")
+    hint = suggest(kernel, name) if suggest_close else ""
+    shown = name or "''"
+    raise SymbolError(f"{shown}: no such function in BTF{hint}")
 
 
 def _kallsyms_lookup(kernel, name):
@@ -51,13 +53,34 @@ def _kallsyms_lookup(kernel, name):
         return []
 
 
+MIN_SUGGEST_LEN = 3  # shorter names match too much to be worth suggesting for
+
+
 def suggest(kernel, name):
-    names = [n for n, _ in kernel.vmlinux.names(Kind.FUNC)]
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.75)
+    """" (did you mean a, b, c?)" for a misspelt function name, or ""."""
+    if len(name) < MIN_SUGGEST_LEN:
+        return ""
+    names = function_names(kernel)
+    # difflib's ratio is 2*M/(len(a)+len(b)) >= 0.75, which needs the shorter
+    # name to be at least 0.6 of the longer: skip the rest before comparing.
+    lo, hi = 0.6 * len(name), len(name) / 0.6
+    pool = [n for n in names if lo <= len(n) <= hi]
+    close = difflib.get_close_matches(name, pool, n=3, cutoff=0.75)
     if not close:
         low = name.lower()
         close = sorted(n for n in names if low in n.lower())[:3]
     return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+_NAMES = {}
+
+
+def function_names(kernel):
+    """Every FUNC name of the kernel's vmlinux BTF (computed once per BTF)."""
+    btf = kernel.vmlinux
+    if _NAMES.get("btf") is not btf:
+        _NAMES.update(btf=btf, names=[n for n, _ in btf.names(Kind.FUNC)])
+    return _NAMES["names"]
 
 
 def signature(fn, arch="x86_64"):

@@ -5,7 +5,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from ..errors import KsnoopError
+from ..errors import KsnoopError, Terminated
 from .codegen import Machine, generate
 from .events import Decoder
 from .output import Formatter, describe_plan
@@ -15,6 +15,8 @@ from .spec import parse
 from .wire import layouts_for
 
 PERF_MAX_EVENT = 65535 - 64  # a perf sample's size is 16 bits, headers included
+RINGBUF_RECORD_HEADER = 8  # the ring buffer's per-record header
+PAGE_SIZE = 4096
 
 
 @dataclass
@@ -72,7 +74,7 @@ class Tracer:
             self.console.print(colourize(text))
 
     def _session(self):
-        from .runtime import PERF, Session
+        from .runtime import PERF, RINGBUF, Session
 
         s = Session(self.prepared.c_text, self.prepared.probes, btf=self.kernel.vmlinux,
                        buffer=self.buffer, pages=self.pages, on_event=self._on_event,
@@ -84,6 +86,12 @@ class Tracer:
             s.close()
             raise KsnoopError(f"events of {biggest} bytes do not fit a perf buffer record "
                               f"(at most {PERF_MAX_EVENT}): use a smaller -s/--size")
+        ring = s.ring_pages * PAGE_SIZE
+        if s.buffer == RINGBUF and biggest + RINGBUF_RECORD_HEADER > ring // 2:
+            s.close()
+            raise KsnoopError(f"events of {biggest} bytes do not fit the {ring // 1024} KiB ring "
+                              f"buffer (an event may take at most half of it, else every event "
+                              f"would be lost): use a larger -P/--pages or a smaller -s/--size")
         return s
 
     def dry_run(self):
@@ -123,8 +131,6 @@ class Tracer:
 
     def run(self):
         """Trace until Ctrl-C, SIGTERM, a closed pipe, -n events or --duration."""
-        from .runtime import Terminated
-
         header = self.formatter.header()
         missed = {}
         s = self._session()

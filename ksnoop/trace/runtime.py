@@ -52,7 +52,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from ..errors import AttachError
+from ..errors import AttachError, Terminated
 from ..kernel import arch as arch_mod
 from ..kernel import headers as kheaders
 from ..kernel.features import ensure_tracefs, kprobe_misses, kprobes_available, privilege_problem, ringbuf_supported
@@ -227,10 +227,6 @@ def _compile_reason(text, prelude_lines):
     return line
 
 
-class Terminated(SystemExit):
-    """SIGTERM/SIGHUP turned into an exception so ``with`` blocks unwind."""
-
-
 # ------------------------------------------------------------------ session
 class Session:
     """One compiled BPF object: its programs, probes and output buffer.
@@ -291,7 +287,7 @@ class Session:
             return
         if self._closed:
             raise AttachError("session is closed")
-        problem = privilege_problem(attach=False)
+        problem = privilege_problem()
         if problem:
             raise AttachError(problem)
         t0 = time.perf_counter()
@@ -353,7 +349,7 @@ class Session:
         self.load_only()
         kprobes = [p for p in self.probes if isinstance(p, Probe)]
         if kprobes:
-            problem = privilege_problem(attach=True)
+            problem = privilege_problem()
             if problem:
                 raise AttachError(problem)
             ok, why = kprobes_available()

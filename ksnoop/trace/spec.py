@@ -3,7 +3,13 @@
     spec   := FUNC [ "(" [ value { "," value } ] ")" ]
     value  := ( "return" | IDENT ) { ("->" | ".") IDENT } [ OP LITERAL ]
     OP     := "==" | "!=" | ">" | ">=" | "<" | "<="
-    LITERAL:= ["-"] ( DECIMAL | "0x" HEX | "0o" OCTAL | "0b" BINARY )
+    LITERAL:= ["-"] ( DECIMAL | "0x" HEX | "0" OCTAL | "0o" OCTAL | "0b" BINARY ) [SUFFIX]
+    SUFFIX := C's integer suffixes, in either order: u, l, ll, ul, lu, ull, llu
+              (any case; "lL" mixes are refused, as in C)
+
+Literals follow C: a leading 0 means octal (0644), 0x hex; 0o and 0b are
+also accepted.  A suffix does not change the value: the comparison always
+uses the C type of the value compared.
 
 Whitespace is allowed anywhere between tokens.  Every error names the bad
 token by its position so the CLI can underline it.
@@ -19,7 +25,12 @@ RETURN = "return"
 MAX_VALUES = 8
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_NUM = re.compile(r"-?\s*(?:0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|[0-9]+)(?:[uU]?[lL]{0,2}|[lL]{1,2}[uU]?)?")
+# A number-like word: an optional sign, then a digit and everything that could
+# continue a word (so "84lx" or "1Å" is one bad token, not "84" then junk).
+_NUM_WORD = re.compile(r"-?[ \t]*[0-9]\w*")
+_LONG = r"(?:ll|LL|l|L)"
+_NUM = re.compile(r"-?[ \t]*(?:0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)"
+                  rf"(?:[uU]{_LONG}?|{_LONG}[uU]?)?")
 
 
 @dataclass(frozen=True)
@@ -94,13 +105,12 @@ def tokenize(text):
             tokens.append(Token("ident", m.group(), pos))
             pos = m.end()
             continue
-        m = _NUM.match(text, pos)
+        m = _NUM_WORD.match(text, pos)
         if m:
+            if not _NUM.fullmatch(m.group()):
+                raise SpecError(f"bad number '{m.group()}'", text, m.start(), len(m.group()))
             tokens.append(Token("num", m.group(), pos))
             pos = m.end()
-            if pos < len(text) and (text[pos].isalnum() or text[pos] == "_"):
-                bad = re.match(r"[A-Za-z0-9_]+", text[m.start():])
-                raise SpecError(f"bad number {bad.group()!r}", text, m.start(), len(bad.group()))
             continue
         for op in OPS:
             if text.startswith(op, pos):
@@ -116,7 +126,7 @@ def tokenize(text):
             elif ch == "-":
                 raise SpecError("expected '->' or a number after '-'", text, pos, 1)
             else:
-                raise SpecError(f"unexpected character {ch!r}", text, pos, 1)
+                raise SpecError(f"unexpected character '{ch}'", text, pos, 1)
     tokens.append(Token("end", "", len(text)))
     return tokens
 

@@ -3,6 +3,7 @@
 import ast
 import fnmatch
 import os
+
 import tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
