@@ -60,11 +60,12 @@ def suggest(kernel, name):
     """" (did you mean a, b, c?)" for a misspelt function name, or ""."""
     if len(name) < MIN_SUGGEST_LEN:
         return ""
-    names = function_names(kernel)
+    names, by_first = function_names(kernel)
     # difflib's ratio is 2*M/(len(a)+len(b)) >= 0.75, which needs the shorter
-    # name to be at least 0.6 of the longer: skip the rest before comparing.
+    # name to be at least 0.6 of the longer; and a misspelt name nearly always
+    # keeps its first letter.  Comparing only those keeps a miss to ~10 ms.
     lo, hi = 0.6 * len(name), len(name) / 0.6
-    pool = [n for n in names if lo <= len(n) <= hi]
+    pool = [n for n in by_first.get(name[0].lower(), ()) if lo <= len(n) <= hi]
     close = difflib.get_close_matches(name, pool, n=3, cutoff=0.75)
     if not close:
         low = name.lower()
@@ -76,11 +77,15 @@ _NAMES = {}
 
 
 def function_names(kernel):
-    """Every FUNC name of the kernel's vmlinux BTF (computed once per BTF)."""
+    """(every FUNC name of vmlinux BTF, {lowercase first letter: names}), once per BTF."""
     btf = kernel.vmlinux
     if _NAMES.get("btf") is not btf:
-        _NAMES.update(btf=btf, names=[n for n, _ in btf.names(Kind.FUNC)])
-    return _NAMES["names"]
+        names = [n for n, _ in btf.names(Kind.FUNC)]
+        by_first = {}
+        for n in names:
+            by_first.setdefault(n[:1].lower(), []).append(n)
+        _NAMES.update(btf=btf, names=names, by_first=by_first)
+    return _NAMES["names"], _NAMES["by_first"]
 
 
 def signature(fn, arch="x86_64"):
