@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PKGS := python3-bpfcc python3-venv libbpf-tools bpftool
+APT_PKGS := python3-bpfcc python3-venv libbpf-tools bpftool gcc bpftrace
 STAMP := $(VENV)/.installed
 
 .PHONY: setup test lint unit host wheel guest demo bench bench-guest clean
