@@ -88,6 +88,66 @@ def function_names(kernel):
     return _NAMES["names"], _NAMES["by_first"]
 
 
+TRACEITER = "__traceiter_"  # FUNC whose parameters name a tracepoint's arguments
+BTF_TRACE = "btf_trace_"  # typedef of a tracepoint's prototype (arguments unnamed)
+
+
+@dataclass(frozen=True)
+class Tracepoint:
+    """A kernel tracepoint, typed by BTF.  Its raw-tracepoint arguments are the
+    parameters of its prototype after the first (the ``void *`` context)."""
+
+    name: str
+    btf: object
+    proto_id: int  # FUNC_PROTO: (void *__data, arguments...)
+    module: str  # "" for vmlinux
+
+    @property
+    def proto(self):
+        return self.btf[self.proto_id]
+
+    @property
+    def params(self):
+        """The tracepoint's arguments: (name, type id); unnamed ones are argN."""
+        return tuple((p.name or f"arg{i + 1}", p.type) for i, p in enumerate(self.proto.params[1:]))
+
+
+def find_tracepoint(kernel, name):
+    """The BTF-typed tracepoint ``name`` (``sched_switch``): argument names from
+    ``__traceiter_NAME``, else the unnamed prototype of ``btf_trace_NAME``."""
+    btf = kernel.vmlinux
+    ids = btf.find(TRACEITER + name, Kind.FUNC)
+    if ids:
+        return Tracepoint(name, btf, btf[ids[0]].type, "")
+    for tid in btf.find(BTF_TRACE + name, Kind.TYPEDEF):
+        ptr = btf[btf[tid].type]
+        if ptr.kind == Kind.PTR and btf[ptr.type].kind == Kind.FUNC_PROTO:
+            return Tracepoint(name, btf, ptr.type, "")
+    if kernel.live:
+        for sym in _kallsyms_lookup(kernel, TRACEITER + name):
+            if sym.module:
+                mbtf = kernel.module_btf(sym.module)
+                mids = [i for i in mbtf.find(TRACEITER + name, Kind.FUNC) if i >= mbtf.start_id]
+                if mids:
+                    return Tracepoint(name, mbtf, mbtf[mids[0]].type, sym.module)
+    close = difflib.get_close_matches(name, tracepoint_names(kernel), n=3, cutoff=0.75) \
+        if len(name) >= MIN_SUGGEST_LEN else []
+    hint = f" (did you mean {', '.join('tp:' + n for n in close)}?)" if close else ""
+    raise SymbolError(f"tp:{name}: no such tracepoint in BTF{hint}")
+
+
+def tracepoint_names(kernel):
+    """Every tracepoint BTF types (by its __traceiter_ function), sorted."""
+    return sorted(n[len(TRACEITER):] for n, _ in kernel.vmlinux.names(Kind.FUNC)
+                  if n.startswith(TRACEITER))
+
+
+def tracepoint_signature(tp):
+    """``tp:NAME(type arg, ...);`` for ``ksnoop info tp:NAME``."""
+    params = ", ".join(declare(tp.btf, tid, name) for name, tid in tp.params)
+    return f"tp:{tp.name}({params});"
+
+
 def signature(fn, arch="x86_64"):
     """One line of C for a function, with a note on untraceable parameters."""
     proto = fn.proto

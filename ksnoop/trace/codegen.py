@@ -11,7 +11,7 @@ import string
 from dataclasses import dataclass
 from importlib import resources
 
-from .plan import DEREF, REGS, SCALAR, STRING, Filters
+from .plan import DEREF, KPROBE, REGS, SCALAR, STRING, TRACEPOINT, Filters
 from .wire import CALL, ENTRY, HEADER_FIELDS, RETURN, layouts_for
 
 TEMPLATE = "ksnoop.bpf.c"  # package data next to this module
@@ -200,9 +200,13 @@ def _scratch_map(size, ncpus):
             "#define KSNOOP_SCRATCH_SLOT bpf_get_smp_processor_id()")
 
 
-def _prologue(name, gen):
+# The context a program of each probe kind gets (values read arguments from it).
+_CTX = {KPROBE: "struct pt_regs *ctx", TRACEPOINT: "struct bpf_raw_tracepoint_args *ctx"}
+
+
+def _prologue(name, fp, gen):
     """A program's signature, task id and process filters."""
-    return ([f"int {name}(struct pt_regs *ctx)", "{", "\tu64 id = bpf_get_current_pid_tgid();"]
+    return ([f"int {name}({_CTX[fp.probe]})", "{", "\tu64 id = bpf_get_current_pid_tgid();"]
             + _task_filter(gen))
 
 
@@ -214,7 +218,7 @@ def _stash_key(fp):
 
 def _entry_program(fp, ev, gen):
     name = f"ksnoop_entry_{fp.index}"
-    out = _prologue(name, gen)
+    out = _prologue(name, fp, gen)
     if fp.stash:
         out += _stash_key(fp) + [
                 "\tu32 depth = dp ? *dp : 0;",
@@ -237,7 +241,7 @@ def _entry_program(fp, ev, gen):
 
 def _return_program(fp, ev, gen):
     name = f"ksnoop_return_{fp.index}"
-    out = _prologue(name, gen)
+    out = _prologue(name, fp, gen)
     if fp.stash:
         # Return values are captured straight into the stash entry.
         out += _stash_key(fp) + [

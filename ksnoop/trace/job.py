@@ -9,7 +9,7 @@ from ..errors import KsnoopError, Terminated
 from .codegen import Machine, generate
 from .events import Decoder
 from .output import Formatter, describe_plan
-from .plan import Filters
+from .plan import TRACEPOINT, Filters
 from .resolve import resolve
 from .spec import parse
 from .wire import layouts_for
@@ -27,14 +27,20 @@ class Prepared:
 
 
 def prepare(spec_texts, kernel, limit, pid=0):
-    from .runtime import Probe
-
     specs = [parse(text) for text in spec_texts]
     plan = resolve(specs, kernel, limit=limit)
     machine = Machine(self_tgid=os.getpid(), ncpus=kernel.possible_cpus())
     c_text, progs = generate(plan, machine, Filters(pid=pid))
-    probes = [Probe(fp.name, entry, ret, module=fp.module or None) for fp, entry, ret in progs]
-    return Prepared(plan, c_text, probes)
+    return Prepared(plan, c_text, [attach_point(fp, entry, ret) for fp, entry, ret in progs])
+
+
+def attach_point(fp, entry, ret):
+    """The runtime's description of where one function plan's programs attach."""
+    from .runtime import Probe, RawTracepoint
+
+    if fp.probe == TRACEPOINT:
+        return RawTracepoint(fp.target, entry)
+    return Probe(fp.target, entry, ret, module=fp.module or None)
 
 
 class Tracer:

@@ -43,17 +43,22 @@ class Value:
     preds: tuple = ()  # Pred...
 
 
+KPROBE, TRACEPOINT = "kprobe", "tracepoint"  # how a FuncPlan is attached
+
+
 @dataclass(frozen=True)
 class FuncPlan:
     index: int
-    name: str
+    name: str  # as shown: the function, or tp:NAME for a tracepoint
     module: str
     addr: int
     btf: object = field(compare=False, repr=False)
-    entry: tuple = ()  # Values captured at entry
+    entry: tuple = ()  # Values captured at entry (for a tracepoint: when it fires)
     ret: tuple = ()  # Values captured at return
     stash: bool = False  # entry values are held until return
     notes: tuple = ()  # arguments left out of the default set, and why
+    probe: str = KPROBE  # KPROBE or TRACEPOINT
+    target: str = ""  # what is attached to: the function or tracepoint name
 
 
 @dataclass(frozen=True)

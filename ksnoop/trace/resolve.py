@@ -16,9 +16,10 @@ from ..btf.cdecl import type_name
 from ..errors import SymbolError
 from ..kernel import callconv
 from ..kernel.arch import current as current_arch
-from ..kernel.functions import find_function
-from .plan import DEREF, MEMORY, REGS, SCALAR, STRING, FuncPlan, Pred, TracePlan, Value
+from ..kernel.functions import find_function, find_tracepoint
+from .plan import DEREF, KPROBE, MEMORY, REGS, SCALAR, STRING, TRACEPOINT, FuncPlan, Pred, TracePlan, Value
 from .spec import RETURN
+from .spec import TRACEPOINT as TRACEPOINT_SPEC
 
 DEFAULT_LIMIT = 2048
 STRING_LIMIT = 256
@@ -86,13 +87,58 @@ def _pointee_display(btf, ptr_tid, limit):
     return None
 
 
+def _raw_tp_arg(index):
+    """A raw tracepoint's argument ``index``: one u64 of its context."""
+    return f"ctx->args[{index}]"
+
+
 class _Resolver:
     def __init__(self, kernel, limit, arch):
         self.kernel = kernel
         self.limit = limit
         self.arch = arch
+        self._arg = arch.arg  # C expression of argument i of the probe being resolved
+
+    def tracepoint(self, spec, index):
+        """A tracepoint: its arguments are the u64s of a raw tracepoint's context."""
+        try:
+            tp = find_tracepoint(self.kernel, spec.func)
+        except SymbolError as e:
+            raise spec.error(str(e), spec.func_pos, len(spec.func)) from None
+        btf = tp.btf
+        slots = []
+        for i, (name, tid) in enumerate(tp.params):
+            t = btf[btf.resolve(tid)]
+            if t.kind in (Kind.STRUCT, Kind.UNION, Kind.FLOAT) or btf.size_of(tid) > 8:
+                slots.append(callconv.ArgSlot(i, name, tid, (), "passed by value: a raw tracepoint "
+                                              "carries only 64-bit arguments"))
+            else:
+                slots.append(callconv.ArgSlot(i, name, tid, (i,)))
+        self._arg = _raw_tp_arg
+        label = spec.label
+        plan = dict(index=index, name=label, module=tp.module, addr=0, btf=btf, probe=TRACEPOINT,
+                    target=tp.name)
+        if not spec.explicit:
+            entry = tuple(self._from_register(btf, s, s.name, at_return=False) for s in slots
+                          if s.traceable)
+            notes = tuple(f"{s.name}: {s.why}" for s in slots if not s.traceable)
+            return FuncPlan(entry=entry, notes=notes, **plan)
+        entry = {}
+        for seq, vs in enumerate(spec.values):
+            if vs.is_return:
+                raise spec.error(f"{label} is a tracepoint: it has no return value", vs.pos, len(RETURN))
+            val = self._argument(spec, label, btf, slots, vs)
+            val = replace(val, preds=tuple(replace(p, seq=seq) for p in val.preds))
+            prev = entry.get(val.name)
+            if prev is not None:
+                val = replace(prev, preds=prev.preds + val.preds)
+            entry[val.name] = val
+        return FuncPlan(entry=tuple(entry.values()), **plan)
 
     def function(self, spec, index):
+        if spec.probe == TRACEPOINT_SPEC:
+            return self.tracepoint(spec, index)
+        self._arg = self.arch.arg
         try:
             fn = find_function(self.kernel, spec.func)
         except SymbolError as e:
@@ -139,7 +185,8 @@ class _Resolver:
 
     def _plan(self, index, fn, addr, entry, ret, notes=()):
         stash = bool(entry and ret and (any(v.preds for v in entry) or any(v.preds for v in ret)))
-        return FuncPlan(index, fn.name, fn.module, addr, fn.btf, entry, ret, stash, notes)
+        return FuncPlan(index, fn.name, fn.module, addr, fn.btf, entry, ret, stash, notes,
+                        probe=KPROBE, target=fn.name)
 
     def value(self, spec, fn, slots, vs):
         btf = fn.btf
@@ -152,22 +199,30 @@ class _Resolver:
                                  vs.pos, len(RETURN))
             start = self._return(btf, fn.return_type, RETURN, follow=False)
         else:
-            slot = next((s for s in slots if s.name == vs.base), None)
-            if slot is None:
-                names = ", ".join(p.name for p in fn.proto.params if p.name) or "none"
-                raise spec.error(f"{fn.name} has no argument '{vs.base}' (arguments: {names})",
-                                 vs.pos, len(vs.base))
-            if not slot.traceable:
-                raise spec.error(f"argument '{vs.base}' of {fn.name} is not traceable ({slot.why})",
-                                 vs.pos, len(vs.base))
-            start = self._from_register(btf, slot, vs.base, at_return=False, follow=False)
+            return self._argument(spec, fn.name, btf, slots, vs)
+        return self._finish(spec, btf, start, vs)
+
+    def _argument(self, spec, owner, btf, slots, vs):
+        """The value ``vs`` that starts at one of ``owner``'s arguments."""
+        slot = next((s for s in slots if s.name == vs.base), None)
+        if slot is None:
+            names = ", ".join(s.name for s in slots if s.name) or "none"
+            raise spec.error(f"{owner} has no argument '{vs.base}' (arguments: {names})",
+                             vs.pos, len(vs.base))
+        if not slot.traceable:
+            raise spec.error(f"argument '{vs.base}' of {owner} is not traceable ({slot.why})",
+                             vs.pos, len(vs.base))
+        start = self._from_register(btf, slot, vs.base, at_return=False, follow=False)
+        return self._finish(spec, btf, start, vs)
+
+    def _finish(self, spec, btf, start, vs):
         val = self._walk(spec, btf, start, vs) if vs.steps else self._finish_register(btf, start)
         if vs.predicate is not None:
             val = self._predicate(spec, btf, val, vs)
         return replace(val, name=vs.path)
 
     def _from_register(self, btf, slot, name, at_return, follow=True):
-        regs = tuple(self.arch.arg(r) for r in slot.regs)
+        regs = tuple(self._arg(r) for r in slot.regs)
         t = btf[btf.resolve(slot.type)]
         if t.kind in (Kind.STRUCT, Kind.UNION) or len(regs) > 1:
             size = btf.size_of(slot.type)
@@ -301,9 +356,9 @@ def resolve(specs, kernel, limit=DEFAULT_LIMIT, arch=None):
     r = _Resolver(kernel, limit, arch)
     funcs, seen = [], {}
     for i, spec in enumerate(specs):
-        if spec.func in seen:
-            raise spec.error(f"{spec.func} is traced twice; put all its values in one spec",
+        if spec.label in seen:
+            raise spec.error(f"{spec.label} is traced twice; put all its values in one spec",
                              spec.func_pos, len(spec.func))
-        seen[spec.func] = i
+        seen[spec.label] = i
         funcs.append(r.function(spec, i))
     return TracePlan(tuple(funcs), limit, arch.machine)

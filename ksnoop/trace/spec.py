@@ -1,6 +1,8 @@
 """Trace spec language: text -> frozen TraceSpec with source spans.
 
-    spec   := FUNC [ "(" [ value { "," value } ] ")" ]
+    spec   := TARGET [ "(" [ value { "," value } ] ")" ]
+    TARGET := FUNC | "tp:" [CATEGORY ":"] TRACEPOINT
+              (FUNC may hold the wildcards * and ?)
     value  := ( "return" | IDENT ) { ("->" | ".") IDENT } [ OP LITERAL ]
     OP     := "==" | "!=" | ">" | ">=" | "<" | "<="
     LITERAL:= ["-"] ( DECIMAL | "0x" HEX | "0" OCTAL | "0o" OCTAL | "0b" BINARY ) [SUFFIX]
@@ -77,20 +79,35 @@ class ValueSpec:
         return self.base + "".join(("->" if s.deref else ".") + s.name for s in self.steps)
 
 
+FUNCTION, TRACEPOINT = "function", "tracepoint"
+_PROBE_PREFIXES = {"tp": TRACEPOINT, "tracepoint": TRACEPOINT}
+_TARGET = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_]*):(?:([A-Za-z_][A-Za-z0-9_]*):)?)?([A-Za-z0-9_*?]+)")
+
+
 @dataclass(frozen=True)
 class TraceSpec:
     text: str
-    func: str
+    func: str  # function or tracepoint name (or a pattern), without the prefix
     func_pos: int
     values: tuple  # ValueSpec...; empty means "the default set"
     explicit: bool  # an argument list was given
+    probe: str = FUNCTION  # FUNCTION or TRACEPOINT
+
+    @property
+    def is_pattern(self):
+        return "*" in self.func or "?" in self.func
+
+    @property
+    def label(self):
+        """The target as shown in output: ``ip_send_skb``, ``tp:sched_switch``."""
+        return f"tp:{self.func}" if self.probe == TRACEPOINT else self.func
 
     def error(self, message, pos, length=1):
         return SpecError(message, self.text, pos, length)
 
 
-def tokenize(text):
-    tokens, pos = [], 0
+def tokenize(text, pos=0):
+    tokens = []
     while pos < len(text):
         ch = text[pos]
         if ch.isspace():
@@ -147,8 +164,29 @@ def parse_literal(text, pos, full):
 class _Parser:
     def __init__(self, text):
         self.text = text
-        self.tokens = tokenize(text)
+        self.target = self._target(text)
+        self.tokens = tokenize(text, self.target[2] if self.target else 0)
         self.i = 0
+
+    @staticmethod
+    def _target(text):
+        """(probe kind, name, end, name position) of the spec's head, or None."""
+        m = _TARGET.match(text)
+        if not m or not m.group(3):
+            return None
+        prefix, name = m.group(1), m.group(3)
+        if prefix is not None:
+            if prefix not in _PROBE_PREFIXES:
+                raise SpecError(f"unknown probe type '{prefix}:' (known: tp: for a tracepoint)",
+                                text, m.start(1), len(prefix) + 1)
+            kind = _PROBE_PREFIXES[prefix]
+        else:
+            kind = FUNCTION
+        if name[0].isdigit():
+            raise SpecError(f"'{name}' is not a function name", text, m.start(3), len(name))
+        if kind == TRACEPOINT and ("*" in name or "?" in name):
+            raise SpecError("tracepoint names take no wildcards here", text, m.start(3), len(name))
+        return kind, name, m.end(), m.start(3)
 
     @property
     def tok(self):
@@ -172,9 +210,12 @@ class _Parser:
         return self.take()
 
     def spec(self):
-        if self.tok.kind == "end":
-            self.fail("empty trace spec: expected a function name")
-        func = self.expect("ident", what="a function name")
+        if self.target is None:
+            if self.tok.kind == "end":
+                self.fail("empty trace spec: expected a function name")
+            self.fail(f"expected a function name, found {self.tok.text!r}")
+        kind, name, _end, name_pos = self.target
+        func = Token("ident", name, name_pos)
         if func.text == RETURN:
             self.fail("'return' is not a function name", func)
         values, explicit = [], False
@@ -193,7 +234,7 @@ class _Parser:
         if self.tok.kind != "end":
             self.fail(f"unexpected {self.tok.text!r} after the spec")
         self._check(values)
-        return TraceSpec(self.text, func.text, func.pos, tuple(values), explicit)
+        return TraceSpec(self.text, func.text, func.pos, tuple(values), explicit, kind)
 
     def value(self):
         base = self.expect("ident", what="an argument name or 'return'")

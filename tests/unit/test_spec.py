@@ -143,7 +143,9 @@ ERRORS = [
     ("f(a == 08)", "bad number '08'", 7, 2),
     ("f(a == 0b102)", "bad number '0b102'", 7, 5),
     ("f(a == 1x)", "bad number '1x'", 7, 2),
-    ("1f", "bad number '1f'", 0, 2),
+    ("1f", "'1f' is not a function name", 0, 2),
+    ("kp:f", "unknown probe type 'kp:' (known: tp: for a tracepoint)", 0, 3),
+    ("tp:sched_*", "tracepoint names take no wildcards here", 3, 7),
     ("f(a, a)", "a is named twice", 5, 1),
     ("f(skb->len, skb -> len)", "skb->len is named twice", 12, 10),
     ("f(a, b, return, return)", "return is named twice", 16, 6),
@@ -204,3 +206,17 @@ def test_cli_shows_the_spec_and_a_caret_line(spec, lines, capsys):
     assert ei.value.code == 2
     assert out == ""
     assert errout.splitlines() == lines
+
+
+@pytest.mark.parametrize("text,probe,func,label", [
+    ("tp:sched_switch(prev->pid)", "tracepoint", "sched_switch", "tp:sched_switch"),
+    ("tracepoint:sched:sched_switch", "tracepoint", "sched_switch", "tp:sched_switch"),
+    (" tp:sys_enter(id == 110, regs->di)", "tracepoint", "sys_enter", "tp:sys_enter"),
+    ("udp_send*(sk)", "function", "udp_send*", "udp_send*"),
+    ("ip_send_skb", "function", "ip_send_skb", "ip_send_skb"),
+])
+def test_probe_targets(text, probe, func, label):
+    s = parse(text)
+    assert (s.probe, s.func, s.label) == (probe, func, label)
+    assert text[s.func_pos:s.func_pos + len(s.func)] == func
+    assert s.is_pattern == ("*" in func)
