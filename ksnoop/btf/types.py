@@ -96,7 +96,7 @@ class BTF:
         if use_cache:
             key = index_cache.key_for(self.data, base._cache_key if base is not None else None)
         self._cache_key = key
-        cached = index_cache.load(key) if key else None
+        cached = index_cache.load(key, self) if key else None
         if cached is not None:
             self._offsets, self._name_offs = cached
         else:

@@ -21,21 +21,29 @@ Layout (``<kdir>`` = the returned path)::
     include/uapi/asm-generic   -> /usr/include/asm-generic
     arch/<arch>/include/uapi   -> /usr/include/<multiarch>
 
-The tree lives in ``<cache>/kheaders-<digest>`` where ``<cache>`` is
-``$KSNOOP_CACHE_DIR``, else ``$XDG_CACHE_HOME/ksnoop`` (``~/.cache/ksnoop``),
-else a temporary directory; ``<digest>`` covers the BTF bytes, the page size,
-the architecture and the generator version.  It is built in a temporary
-sibling directory and renamed into place, so concurrent runs never see a
-half-written tree and an existing tree is reused as is.
+The tree lives in ``<cache>/kheaders-<digest>``, ``<cache>`` being ksnoop's
+cache directory as ``ksnoop.cachedir`` chooses and checks it (owned by us, not
+writable by others), else a private directory made for this run and removed
+at exit; ``<digest>`` covers the BTF bytes, the page size, the architecture
+and the generator version.  It is built in a private temporary sibling
+directory and renamed into place, so concurrent runs never see a half-written
+tree.  An existing tree is handed to BCC only after checking it entry by entry
+(lstat: owner, modes, file bytes and symlink targets) against the tree that
+would be generated now; anything else is replaced.  Measured on the 6.18 host:
+generating the contents in memory ~8-12 ms (mostly finding ``pt_regs`` in
+BTF), checking an existing tree ~4 ms, writing a new one (~580 entries)
+~8-14 ms plus its removal; checking is the cheaper way, and keeps the cache.
 """
 
 import hashlib
 import os
 import resource
 import shutil
-import tempfile
+import stat
+from dataclasses import dataclass
 
-from ..btf import Kind, index_cache
+from .. import cachedir
+from ..btf import Kind
 from ..errors import BTFError, KsnoopError
 from . import arch as arch_mod
 
@@ -372,9 +380,21 @@ def page_h():
 
 
 # ----------------------------------------------------------------- the tree
-def cache_root():
-    """Where trees are kept: ksnoop's cache directory (see btf.index_cache)."""
-    return index_cache.cache_dir()
+@dataclass(frozen=True)
+class Tree:
+    """What a header tree holds: file contents and symlink targets by relative path."""
+
+    files: dict  # rel path -> bytes
+    links: dict  # rel path -> target
+
+    @property
+    def dirs(self):
+        out = set()
+        for parent in {rel.rpartition("/")[0] for rel in (*self.files, *self.links)}:
+            while parent and parent not in out:
+                out.add(parent)
+                parent = parent.rpartition("/")[0]
+        return out
 
 
 def tree_digest(btf, arch):
@@ -385,8 +405,8 @@ def tree_digest(btf, arch):
     return h.hexdigest()
 
 
-def write_tree(root, btf, arch):
-    """Write the header tree into the (existing, empty) directory ``root``."""
+def tree_contents(btf, arch):
+    """The ``Tree`` for ``btf`` on this machine (nothing is written)."""
     uapi_linux = os.path.join(UAPI_INCLUDE, "linux")
     asm_dir = os.path.join(UAPI_INCLUDE, arch.multiarch)
     for need in (uapi_linux, os.path.join(UAPI_INCLUDE, "asm-generic"), asm_dir):
@@ -401,54 +421,132 @@ def write_tree(root, btf, arch):
         "include/asm/page.h": page_h(),
         "include/uapi/linux/bpf.h": "/* empty: BCC provides the BPF uapi */\n",
     }
-    for rel, text in files.items():
-        path = os.path.join(root, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
-            f.write(text)
-    uapi_dst = os.path.join(root, "include/uapi/linux")
-    for entry in sorted(os.listdir(uapi_linux)):
-        dst = os.path.join(uapi_dst, entry)
-        if not os.path.lexists(dst):
-            os.symlink(os.path.join(uapi_linux, entry), dst)
-    os.symlink(os.path.join(UAPI_INCLUDE, "asm-generic"),
-               os.path.join(root, "include/uapi/asm-generic"))
-    arch_uapi = os.path.join(root, "arch", arch.kernel_arch, "include")
-    os.makedirs(arch_uapi)
-    os.symlink(asm_dir, os.path.join(arch_uapi, "uapi"))
+    files = {rel: text.encode() for rel, text in files.items()}
+    links = {}
+    for entry in os.listdir(uapi_linux):
+        rel = f"include/uapi/linux/{entry}"
+        if rel not in files:
+            links[rel] = os.path.join(uapi_linux, entry)
+    links["include/uapi/asm-generic"] = os.path.join(UAPI_INCLUDE, "asm-generic")
+    links[f"arch/{arch.kernel_arch}/include/uapi"] = asm_dir
+    return Tree(files, links)
+
+
+def write_tree(root, tree):
+    """Write ``tree`` into the (existing, empty, private) directory ``root``."""
+    for rel in sorted(tree.dirs):  # parents sort before their children
+        os.mkdir(os.path.join(root, rel), 0o700)
+    for rel, data in tree.files.items():
+        cachedir.create_file(os.path.join(root, rel), data)
+    for rel, target in tree.links.items():
+        os.symlink(target, os.path.join(root, rel))
+
+
+def tree_matches(path, tree):
+    """True if ``path`` is a directory holding exactly ``tree``, and only we can change it.
+
+    Every entry is looked at with lstat (no symlink is followed): each must be
+    owned by the current user and not writable by group or others; the set of
+    paths, every file's bytes and every symlink's target must be ``tree``'s.
+    """
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(st.st_mode) or cachedir.entry_problem(st, path):
+        return False
+    found = {"dirs": set(), "files": set(), "links": {}}
+    try:
+        if not _scan(path, "", found):
+            return False
+    except OSError:
+        return False
+    if found["dirs"] != tree.dirs or found["files"] != set(tree.files) or \
+            found["links"] != tree.links:
+        return False
+    return all(cachedir.read_file(os.path.join(path, rel)) == data
+               for rel, data in tree.files.items())
+
+
+def _scan(top, rel, found):
+    with os.scandir(os.path.join(top, rel)) as it:
+        entries = list(it)
+    for e in entries:
+        sub = f"{rel}/{e.name}" if rel else e.name
+        st = e.stat(follow_symlinks=False)
+        if cachedir.entry_problem(st, e.path):
+            return False
+        if stat.S_ISDIR(st.st_mode):
+            found["dirs"].add(sub)
+            if not _scan(top, sub, found):
+                return False
+        elif stat.S_ISLNK(st.st_mode):
+            found["links"][sub] = os.readlink(e.path)
+        elif stat.S_ISREG(st.st_mode):
+            found["files"].add(sub)
+        else:
+            return False
+    return True
 
 
 def ensure_header_tree(btf, arch=None, cache_dir=None):
-    """Path of a header tree for ``btf`` (a ``ksnoop.btf.BTF``), building it if needed."""
+    """Path of a header tree for ``btf`` (a ``ksnoop.btf.BTF``), building it if needed.
+
+    The tree is looked for in ``cache_dir`` (default: ksnoop's cache
+    directory), else in a private directory for this run (``ksnoop.cachedir``
+    decides which directories are safe).  An existing tree is used only if it
+    matches what would be generated now (``tree_matches``); otherwise it is
+    replaced.
+    """
     arch = arch or arch_mod.current()
+    tree = tree_contents(btf, arch)
     name = f"kheaders-{tree_digest(btf, arch)}"
-    roots = [cache_dir] if cache_dir else [cache_root()]
-    roots.append(os.path.join(tempfile.gettempdir(), f"ksnoop-{os.getuid()}"))
     errors = []
-    for root in roots:
+    for root in cachedir.roots(cache_dir):
         final = os.path.join(root, name)
-        if os.path.isfile(os.path.join(final, "include/asm/ptrace.h")):
+        if tree_matches(final, tree):
             return final
         try:
-            return _build(root, final, btf, arch)
+            return _build(root, final, tree)
         except OSError as e:
             errors.append(f"{root}: {e.strerror or e}")
     raise KsnoopError("cannot write the kernel header tree (" + "; ".join(errors) + ")")
 
 
-def _build(root, final, btf, arch):
-    os.makedirs(root, mode=0o700, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".kheaders-tmp-", dir=root)
+def _build(root, final, tree):
+    """Write ``tree`` in a private sibling of ``final``, then rename it into place."""
+    tmp = cachedir.private_tempdir(root, ".kheaders-tmp-")
     try:
-        write_tree(tmp, btf, arch)
-        os.chmod(tmp, 0o755)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            # Lost a race with another ksnoop: theirs is as good as ours.
-            if not os.path.isfile(os.path.join(final, "include/asm/ptrace.h")):
-                raise
+        write_tree(tmp, tree)
+        for attempt in range(2):
+            try:
+                os.rename(tmp, final)  # only if nothing (or an empty directory) is there
+                return final
+            except OSError:
+                # Another ksnoop may have just put its tree there: as good as ours.
+                if tree_matches(final, tree):
+                    return final
+                if attempt:
+                    raise
+                _remove(root, final)
     finally:
-        if os.path.isdir(tmp):
+        if os.path.lexists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
-    return final
+
+
+def _remove(root, final):
+    """Get a stale or foreign ``final`` out of the way (we own ``root``)."""
+    try:
+        st = os.lstat(final)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(final)
+        return
+    # rename onto an empty directory replaces it: then remove at leisure
+    aside = cachedir.private_tempdir(root, ".kheaders-old-")
+    try:
+        os.rename(final, aside)
+    except FileNotFoundError:
+        pass  # someone else moved it already
+    shutil.rmtree(aside, ignore_errors=True)

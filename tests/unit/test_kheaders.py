@@ -2,14 +2,19 @@
 
 import os
 import shutil
+import stat
 import subprocess
+import sys
+import tempfile
 
 import pytest
 
+from ksnoop import cachedir
 from ksnoop.kernel import arch
 from ksnoop.kernel import headers as kheaders
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +70,42 @@ def test_missing_struct_is_a_btf_error(btf):
         kheaders.struct_text(btf, ["no_such_struct"])
 
 
+@pytest.fixture
+def cache_env(tmp_path, monkeypatch):
+    """HOME and TMPDIR inside this test's tmp; this run's private directory made fresh."""
+    for var in ("KSNOOP_CACHE_DIR", "XDG_CACHE_HOME", "KSNOOP_NO_CACHE"):
+        monkeypatch.delenv(var, raising=False)
+    os.mkdir(tmp_path / "tmp")
+    os.chmod(tmp_path / "tmp", 0o1777)  # like /tmp
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.setattr(cachedir, "_scratch", {"pid": None, "path": None})
+    return monkeypatch
+
+
+def _private(path):
+    """Every entry of the tree at ``path`` is ours and not writable by group/others."""
+    for top, dirs, files in os.walk(path):
+        for name in [""] + dirs + files:
+            st = os.lstat(os.path.join(top, name))
+            assert st.st_uid == os.getuid()
+            assert stat.S_ISLNK(st.st_mode) or not st.st_mode & 0o022, os.path.join(top, name)
+    return True
+
+
+def _plant(tree_dir, marker="#error ksnoop-test: planted header used\n"):
+    """A tree an attacker prepared: the only file the old code looked for, poisoned."""
+    os.makedirs(os.path.join(tree_dir, "include/asm"))
+    with open(os.path.join(tree_dir, "include/asm/ptrace.h"), "w") as f:
+        f.write(marker)
+    return marker
+
+
+def _ptrace(root):
+    with open(os.path.join(root, "include/asm/ptrace.h")) as f:
+        return f.read()
+
+
 def test_tree_layout_and_reuse(btf, tmp_path, monkeypatch):
     monkeypatch.setenv("KSNOOP_CACHE_DIR", str(tmp_path / "cache"))
     a = arch.current()
@@ -78,18 +119,111 @@ def test_tree_layout_and_reuse(btf, tmp_path, monkeypatch):
     assert os.path.realpath(os.path.join(root, "arch", a.kernel_arch, "include/uapi")) == \
         os.path.realpath(f"/usr/include/{a.multiarch}")
     assert "CONFIG_BPF_SYSCALL" in open(os.path.join(root, "include/linux/kconfig.h")).read()
+    assert _private(tmp_path / "cache")
+    inode = os.stat(root).st_ino
     assert kheaders.ensure_header_tree(btf) == root  # reused
+    assert os.stat(root).st_ino == inode
     assert [n for n in os.listdir(tmp_path / "cache") if n.startswith(".")] == []  # no leftovers
 
 
-def test_unwritable_cache_falls_back_to_tmp(btf, tmp_path, monkeypatch):
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
-    monkeypatch.setenv("KSNOOP_CACHE_DIR", str(blocker / "cache"))
-    monkeypatch.setattr(kheaders.tempfile, "tempdir", str(tmp_path / "tmp"))
-    os.makedirs(tmp_path / "tmp")
+def test_planted_tree_at_the_old_tmp_fallback_is_never_used(btf, tmp_path, cache_env):
+    """The reported attack: the cache is unwritable, and someone created the
+    predictable fallback <tmp>/ksnoop-<uid> first, with a header of their own."""
+    (tmp_path / "file").write_text("not a directory")
+    cache_env.setenv("KSNOOP_CACHE_DIR", str(tmp_path / "file/cache"))  # unwritable, even for root
+    name = f"kheaders-{kheaders.tree_digest(btf, arch.current())}"
+    planted = tmp_path / f"tmp/ksnoop-{os.getuid()}" / name
+    marker = _plant(planted)
     root = kheaders.ensure_header_tree(btf)
-    assert root.startswith(str(tmp_path / "tmp"))
+    assert marker not in _ptrace(root) and "struct pt_regs {" in _ptrace(root)
+    assert os.path.dirname(root) != str(planted.parent)
+    assert root.startswith(str(tmp_path / "tmp/ksnoop-")) and _private(os.path.dirname(root))
+    assert stat.S_IMODE(os.lstat(os.path.dirname(root)).st_mode) == 0o700
+    assert _ptrace(planted) == marker  # untouched
+
+
+def test_cache_writable_by_others_is_bypassed(btf, tmp_path, cache_env):
+    cache = tmp_path / "cache"
+    name = f"kheaders-{kheaders.tree_digest(btf, arch.current())}"
+    marker = _plant(cache / name)
+    os.chmod(cache, 0o777)
+    cache_env.setenv("KSNOOP_CACHE_DIR", str(cache))
+    root = kheaders.ensure_header_tree(btf)
+    assert not root.startswith(str(cache)) and marker not in _ptrace(root)
+    assert _ptrace(cache / name) == marker  # not ours to clean up
+
+
+def test_tree_that_is_a_symlink_is_not_followed(btf, tmp_path, cache_env):
+    cache = tmp_path / "cache"
+    os.mkdir(cache, 0o700)
+    cache_env.setenv("KSNOOP_CACHE_DIR", str(cache))
+    marker = _plant(tmp_path / "theirs")
+    name = f"kheaders-{kheaders.tree_digest(btf, arch.current())}"
+    os.symlink(tmp_path / "theirs", cache / name)
+    root = kheaders.ensure_header_tree(btf)
+    assert root == str(cache / name) and not os.path.islink(root)
+    assert marker not in _ptrace(root) and _ptrace(tmp_path / "theirs") == marker
+
+
+def _edit_ptrace(root):
+    with open(os.path.join(root, "include/asm/ptrace.h"), "a") as f:
+        f.write("#error modified after build\n")
+
+
+def _group_writable(root):
+    os.chmod(os.path.join(root, "include/asm/page.h"), 0o666)
+
+
+def _extra_header(root):
+    with open(os.path.join(root, "include/linux/bpf.h"), "w") as f:
+        f.write("#error extra header\n")
+
+
+def _retarget_link(root):
+    link = os.path.join(root, "include/uapi/linux/types.h")
+    os.unlink(link)
+    os.symlink(os.path.join(os.path.dirname(root), "elsewhere.h"), link)
+
+
+def _file_made_symlink(root):
+    page = os.path.join(root, "include/asm/page.h")
+    os.rename(page, page + ".real")
+    os.symlink(page + ".real", page)
+
+
+@pytest.mark.parametrize("tamper", [_edit_ptrace, _group_writable, _extra_header, _retarget_link,
+                                    _file_made_symlink], ids=lambda f: f.__name__[1:])
+def test_tree_changed_after_build_is_rebuilt(btf, tmp_path, cache_env, tamper):
+    cache_env.setenv("KSNOOP_CACHE_DIR", str(tmp_path / "cache"))
+    root = kheaders.ensure_header_tree(btf)
+    tamper(root)
+    assert kheaders.ensure_header_tree(btf) == root
+    assert _private(root) and "#error" not in _ptrace(root)
+    assert not os.path.exists(os.path.join(root, "include/linux/bpf.h"))
+    page = os.path.join(root, "include/asm/page.h")
+    assert stat.S_ISREG(os.lstat(page).st_mode)
+    assert os.readlink(os.path.join(root, "include/uapi/linux/types.h")) == \
+        "/usr/include/linux/types.h"
+    assert [n for n in os.listdir(tmp_path / "cache")
+            if not n.startswith("btf-")] == [os.path.basename(root)]  # the old tree is gone
+    fresh = kheaders.tree_contents(btf, arch.current())
+    assert kheaders.tree_matches(root, fresh)
+    tamper(root)
+    assert not kheaders.tree_matches(root, fresh)
+
+
+def test_concurrent_first_runs_agree(tmp_path):
+    """Runs racing to build the same tree all get a complete, checked tree."""
+    code = ("import sys; from ksnoop.btf import BTF; from ksnoop.kernel import headers as h; "
+            "print(h.ensure_header_tree(BTF(open(sys.argv[1], 'rb').read())))")
+    env = dict(os.environ, KSNOOP_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=ROOT)
+    procs = [subprocess.Popen([sys.executable, "-c", code, VMLINUX], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, outs
+    (root,) = {out.strip() for out, _ in outs}
+    assert root.startswith(str(tmp_path / "cache/kheaders-")) and _private(root)
+    assert [n for n in os.listdir(tmp_path / "cache") if n.startswith(".")] == []
 
 
 @pytest.mark.skipif(not shutil.which("gcc"), reason="gcc not installed")
