@@ -20,8 +20,9 @@ cache path is used only if nobody but the current user can change it:
 When no persistent cache is usable (refused by the rule above, or it cannot be
 created: an unwritable or missing home), ``scratch()`` provides a fresh
 private directory made by ``tempfile.mkdtemp`` (unique, mode 0700), used for
-this run only and removed at exit.  Only if even that is impossible does
-``root()`` fail, with one line saying why.
+this run only and removed at exit.  ``roots()`` yields these in that order and
+says why it skipped one, so that a caller left with nothing can say in one
+line why no safe place exists.
 """
 
 import atexit
@@ -96,24 +97,26 @@ def _remove_scratch(pid, path):
         shutil.rmtree(path, ignore_errors=True)
 
 
-def roots(explicit=None):
-    """Safe directories to try, best first: the persistent cache, then scratch.
+def roots(explicit=None, problems=None):
+    """Yield the safe directories to use, best first: the persistent cache, then
+    (made only if it is asked for) this run's private directory.
 
-    ``explicit`` replaces the configured persistent directory.  Raises
-    ``KsnoopError`` (one line) when neither is safe.
+    ``explicit`` replaces the configured persistent directory.  Why a
+    directory was skipped is appended to ``problems`` (a list), for one line.
     """
-    found, problems = [], []
+    problems = [] if problems is None else problems
     try:
-        found.append(secure_dir(explicit, create=True) if explicit else _persistent())
+        first = secure_dir(explicit, create=True) if explicit else _persistent()
     except (OSError, UnsafeCacheError) as e:
         problems.append(_describe(e))
+    else:
+        yield first
     try:
-        found.append(scratch())
+        second = scratch()
     except (OSError, UnsafeCacheError) as e:
         problems.append("private temporary directory: " + _describe(e))
-    if not found:
-        raise KsnoopError("no safe cache directory: " + "; ".join(problems))
-    return found
+    else:
+        yield second
 
 
 def _describe(e):

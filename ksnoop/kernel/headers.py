@@ -501,16 +501,16 @@ def ensure_header_tree(btf, arch=None, cache_dir=None):
     arch = arch or arch_mod.current()
     tree = tree_contents(btf, arch)
     name = f"kheaders-{tree_digest(btf, arch)}"
-    errors = []
-    for root in cachedir.roots(cache_dir):
+    problems = []
+    for root in cachedir.roots(cache_dir, problems):
         final = os.path.join(root, name)
         if tree_matches(final, tree):
             return final
         try:
             return _build(root, final, tree)
         except OSError as e:
-            errors.append(f"{root}: {e.strerror or e}")
-    raise KsnoopError("cannot write the kernel header tree (" + "; ".join(errors) + ")")
+            problems.append(f"{root}: {e.strerror or e}")
+    raise KsnoopError("no safe place for the kernel header tree: " + "; ".join(problems))
 
 
 def _build(root, final, tree):

@@ -10,7 +10,6 @@ import pytest
 
 from ksnoop import cachedir
 from ksnoop.btf import BTF, index_cache
-from ksnoop.errors import KsnoopError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OTHER_UID = 65534
@@ -63,8 +62,17 @@ def test_root_writable_by_group_or_others_is_refused(env, tmp_path, bad_mode):
     assert cachedir.persistent() is None
     with pytest.raises(cachedir.UnsafeCacheError, match="writable by group or others"):
         cachedir.secure_dir(str(root))
-    (only,) = cachedir.roots()  # bypassed: this run's private directory instead
+    problems = []
+    (only,) = cachedir.roots(problems=problems)  # bypassed: this run's private directory
     assert only == cachedir.scratch() and not only.startswith(str(root))
+    assert problems == [f"{root} is writable by group or others (mode {bad_mode:04o})"]
+
+
+def test_scratch_is_made_only_when_needed(env, tmp_path):
+    it = cachedir.roots()
+    assert next(it) == str(tmp_path / "home/.cache/ksnoop")
+    assert [n for n in os.listdir(tmp_path) if n.startswith("ksnoop-")] == []
+    assert next(it) == cachedir.scratch()
 
 
 def test_writable_ancestor_is_refused_unless_sticky(env, tmp_path):
@@ -142,18 +150,17 @@ def test_unwritable_home_falls_back_to_a_private_directory(env, tmp_path):
     assert mode(only) == 0o700 and cachedir.scratch() == only  # one per run
 
 
-def test_nothing_safe_is_one_clear_line(env, tmp_path):
+def test_nothing_safe_says_why(env, tmp_path):
     (tmp_path / "file").write_text("not a directory")
     env.setenv("KSNOOP_CACHE_DIR", str(tmp_path / "file/cache"))
     os.mkdir(tmp_path / "tmp")
-    os.chmod(tmp_path / "tmp", 0o777)  # TMPDIR anyone can rename entries of
+    os.chmod(tmp_path / "tmp", 0o777)  # a TMPDIR where anyone can rename entries
     env.setattr(cachedir.tempfile, "tempdir", str(tmp_path / "tmp"))
-    with pytest.raises(KsnoopError) as e:
-        cachedir.roots()
-    msg = str(e.value)
-    assert "\n" not in msg and msg.startswith("no safe cache directory: ")
-    assert f"{tmp_path}/file/cache: Not a directory" in msg
-    assert f"private temporary directory: {tmp_path}/tmp is writable by group or others" in msg
+    problems = []
+    assert list(cachedir.roots(problems=problems)) == []
+    assert problems == [f"{tmp_path}/file/cache: Not a directory",
+                        f"private temporary directory: {tmp_path}/tmp is writable by group or "
+                        "others (mode 0777)"]
     assert os.listdir(tmp_path / "tmp") == []  # the refused directory was removed
 
 

@@ -165,6 +165,19 @@ def test_tree_that_is_a_symlink_is_not_followed(btf, tmp_path, cache_env):
     assert marker not in _ptrace(root) and _ptrace(tmp_path / "theirs") == marker
 
 
+def test_no_safe_place_is_one_line(btf, tmp_path, cache_env):
+    from ksnoop.errors import KsnoopError
+
+    (tmp_path / "file").write_text("not a directory")
+    cache_env.setenv("KSNOOP_CACHE_DIR", str(tmp_path / "file/cache"))
+    os.chmod(tmp_path / "tmp", 0o777)  # not sticky: anyone could swap our directory
+    with pytest.raises(KsnoopError) as e:
+        kheaders.ensure_header_tree(btf)
+    assert str(e.value) == (
+        f"no safe place for the kernel header tree: {tmp_path}/file/cache: Not a directory; "
+        f"private temporary directory: {tmp_path}/tmp is writable by group or others (mode 0777)")
+
+
 def _edit_ptrace(root):
     with open(os.path.join(root, "include/asm/ptrace.h"), "a") as f:
         f.write("#error modified after build\n")
