@@ -127,7 +127,12 @@ class Tracer:
             self.bad += 1
             self.err.write(f"ksnoop: undecodable event: {e}\n")
             return
-        self._write(self.formatter.event(ev))
+        text = self.formatter.event(ev)
+        try:
+            self._write(text)
+        except BaseException:  # Ctrl-C or a closed pipe inside the write: not printed
+            self.lost += 1
+            raise
         self.events += 1
 
     def _on_lost(self, count):
@@ -151,6 +156,7 @@ class Tracer:
                 self._write(header)
             self.out.flush()
             deadline = time.monotonic() + self.duration if self.duration else None
+            normal_stop = False
             try:
                 while True:
                     s.poll(100)
@@ -159,14 +165,27 @@ class Tracer:
                         break
                     if deadline and time.monotonic() >= deadline:
                         break
+                normal_stop = True
             except (KeyboardInterrupt, Terminated):
-                pass  # Ctrl-C, SIGTERM, SIGHUP: a normal stop
+                normal_stop = True  # Ctrl-C, SIGTERM, SIGHUP: a normal stop
             finally:
                 try:
                     missed = s.missed_returns()
                 except Exception:  # best effort while shutting down
                     missed = {}
+                # Stop the producers, then print what is still buffered and count
+                # the last losses: printed + lost = everything the programs sent.
+                s.detach()
+                broken = None
+                if normal_stop:
+                    try:
+                        s.drain()
+                        self.out.flush()
+                    except BrokenPipeError as e:
+                        broken = e
                 self.summary(missed)
+                if broken is not None:
+                    raise broken
         self._show_notes(s)  # detach problems, found while closing
 
     def summary(self, missed):

@@ -265,6 +265,8 @@ class Session:
         self._lost_seen = 0
         self._buffer_open = False
         self._pending = None
+        self._discarded = 0  # records consumed after a callback failed: lost
+        self._unreported_lost = 0  # counted while a callback failure was pending
         self._closed = False
         self._old_handlers = {}
 
@@ -412,6 +414,9 @@ class Session:
 
     def _deliver(self, cpu, data, size):
         if self._pending is not None:
+            # The consumer already failed in this batch (Ctrl-C inside a write,
+            # say): the record is gone from the buffer, so it counts as lost.
+            self._discarded += 1
             return
         self._stats.events += 1
         self._stats.bytes += size
@@ -426,15 +431,22 @@ class Session:
 
     def _ringbuf_cb(self, ctx, data, size):
         self._deliver(-1, data, size)
-        return 0
+        # A negative return stops the ring buffer's consume loop: after a
+        # failure the remaining records stay in the ring for drain().
+        return -1 if self._pending is not None else 0
 
     def _lost_cb(self, count):
         self._report_lost(count)
 
     def _report_lost(self, count):
-        if count <= 0 or self._pending is not None:
+        """Count lost records; tell on_lost now, or (while a callback's failure is
+        pending) just before that failure is re-raised.  Never drops a count."""
+        if count > 0:
+            self._stats.lost += count
+            self._unreported_lost += count
+        if self._pending is not None or not self._unreported_lost:
             return
-        self._stats.lost += count
+        count, self._unreported_lost = self._unreported_lost, 0
         if self.on_lost is not None:
             try:
                 self.on_lost(count)
@@ -460,10 +472,17 @@ class Session:
             self._read_counted_lost()
         else:
             self._bpf.perf_buffer_poll(timeout_ms)
-        if self._pending is not None:
-            exc, self._pending = self._pending, None
-            raise exc
+        self._raise_pending()
         return self._stats.events - before
+
+    def _raise_pending(self):
+        """Re-raise a callback's exception, after reporting records it made us drop."""
+        if self._pending is None:
+            return
+        exc, self._pending = self._pending, None
+        count, self._discarded = self._discarded, 0
+        self._report_lost(count)  # also reports counts held back while exc was pending
+        raise exc
 
     def stats(self):
         return Stats(self._stats.events, self._stats.lost, self._stats.bytes)
@@ -486,11 +505,10 @@ class Session:
         return out
 
     # -- teardown
-    def close(self):
-        """Detach every probe, close every program and map.  Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+    def detach(self):
+        """Detach every probe (no new events), keeping the buffer and maps so
+        that what is already in the buffer can still be drained.  Idempotent;
+        problems are kept in ``notes``."""
         errors = []
         for kind, key, fd in reversed(self._attached):
             try:
@@ -506,6 +524,32 @@ class Session:
             except OSError as e:  # keep detaching the rest
                 errors.append(f"{key}: {e.strerror or e}")
         self._attached.clear()
+        if errors:
+            self.notes.append("detach problems (a probe may still be attached): "
+                              + "; ".join(errors))
+
+    def drain(self):
+        """After detach(): deliver every event still in the buffer and count the
+        last losses, so that delivered + lost is everything the programs sent."""
+        if self._closed or self._bpf is None or not self._buffer_open:
+            return 0
+        before = self._stats.events
+        if self.buffer == RINGBUF:
+            self._bpf.ring_buffer_consume()
+            self._read_counted_lost()
+        else:
+            while self._bpf.perf_buffer_poll(0) > 0:  # returns how many CPU buffers had data
+                pass
+        self._raise_pending()
+        return self._stats.events - before
+
+    def close(self):
+        """Detach every probe, close every program and map.  Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.detach()
+        errors = []
         if self._bpf is not None:
             try:
                 self._bpf.cleanup()  # closes programs and maps, frees the ring buffer
@@ -515,8 +559,7 @@ class Session:
         self._fns.clear()
         self._restore_signals()
         if errors:
-            self.notes.append("detach problems (a probe may still be attached): "
-                              + "; ".join(errors))
+            self.notes.append("cleanup problems: " + "; ".join(errors))
 
     def _on_signal(self, signum, frame):
         raise Terminated(128 + signum)
