@@ -94,6 +94,8 @@ def trace_cmd(specs, pid, pages, limit, fmt, max_events, duration, buffer, colou
                     colour=sys.stdout.isatty() if colour is None else colour)
     if dry_run:
         text, times = tracer.dry_run()
+        for note in prepared.plan.notes:
+            click.echo(f"ksnoop: {note}", err=True)
         click.echo(text)
         click.echo(f"loaded {times.programs} programs through the verifier: compile "
                    f"{times.compile_s:.2f} s, load {times.load_s:.3f} s", err=True)

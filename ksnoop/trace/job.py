@@ -34,6 +34,15 @@ def prepare(spec_texts, kernel, limit, pid=0):
     return Prepared(plan, c_text, [attach_point(fp, entry, ret) for fp, entry, ret in progs])
 
 
+def describe_targets(plan):
+    """``3 functions``, ``1 tracepoint``, ``2 functions and 1 tracepoint``."""
+    tps = sum(1 for fp in plan.funcs if fp.probe == TRACEPOINT)
+    fns = len(plan.funcs) - tps
+    parts = [f"{n} {word}{'s' if n != 1 else ''}"
+             for n, word in ((fns, "function"), (tps, "tracepoint")) if n or not plan.funcs]
+    return " and ".join(parts[:2]) if parts else "nothing"
+
+
 def attach_point(fp, entry, ret):
     """The runtime's description of where one function plan's programs attach."""
     from .runtime import Probe, RawTracepoint
@@ -146,11 +155,14 @@ class Tracer:
         missed = {}
         s = self._session()
         with s:
+            t0 = time.monotonic()
             s.attach()
+            attach_s = time.monotonic() - t0
+            for note in self.prepared.plan.notes:
+                self.err.write(f"ksnoop: {note}\n")
             self._show_notes(s)
-            n = len(self.prepared.plan.funcs)
-            self.err.write(f"ksnoop: tracing {n} function{'s' if n != 1 else ''}, "
-                           "Ctrl-C to stop\n")
+            self.err.write(f"ksnoop: tracing {describe_targets(self.prepared.plan)} "
+                           f"(attached in {attach_s:.2f} s), Ctrl-C to stop\n")
             self.err.flush()
             if header:
                 self._write(header)

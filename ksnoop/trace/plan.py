@@ -66,6 +66,7 @@ class TracePlan:
     funcs: tuple
     limit: int
     arch: str
+    notes: tuple = ()  # plan-wide remarks: what a wildcard matched, and why some were left out
 
 
 @dataclass(frozen=True)

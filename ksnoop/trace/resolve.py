@@ -8,15 +8,16 @@ constants are checked against the value's C type here, so generated C never
 sees a literal that does not fit.
 """
 
+import fnmatch
 from dataclasses import replace
 
 from ..btf import Kind
 from ..btf.bitfield import Bitfield
 from ..btf.cdecl import type_name
-from ..errors import SymbolError
+from ..errors import SpecError, SymbolError
 from ..kernel import callconv
 from ..kernel.arch import current as current_arch
-from ..kernel.functions import find_function, find_tracepoint
+from ..kernel.functions import find_function, find_tracepoint, function_names
 from .plan import DEREF, KPROBE, MEMORY, REGS, SCALAR, STRING, TRACEPOINT, FuncPlan, Pred, TracePlan, Value
 from .spec import RETURN
 from .spec import TRACEPOINT as TRACEPOINT_SPEC
@@ -350,15 +351,85 @@ def _short(names, limit=120):
     return names if len(names) <= limit else names[:limit].rsplit(", ", 1)[0] + ", ..."
 
 
+MAX_FUNCS = 1000  # programs per trace (the event header numbers functions in a u16)
+
+
+def _pattern_matches(kernel, spec):
+    """Functions a wildcard spec names: BTF functions matching the pattern that
+    kallsyms knows as exactly one function (when types come from this kernel)."""
+    names = sorted({n for n in function_names(kernel)[0] if fnmatch.fnmatchcase(n, spec.func)})
+    if not kernel.live:
+        return names, {}, len(names)
+    skipped = {}
+    kept = []
+    for name in names:
+        syms = kernel.kallsyms.lookup(name)
+        if len(syms) == 1:
+            kept.append(name)
+        else:
+            why = "not in kallsyms (inlined?)" if not syms else "several functions share the name"
+            skipped[why] = skipped.get(why, 0) + 1
+    return kept, skipped, len(names)
+
+
+def _missing_names(fn, spec):
+    """Why ``fn`` cannot take ``spec``'s values, by name only (None if it might)."""
+    params = {p.name for p in fn.proto.params if p.name}
+    for vs in spec.values:
+        if vs.is_return and fn.return_type == 0:
+            return "returns void"
+        if not vs.is_return and vs.base not in params:
+            return f"no argument '{vs.base}'"
+    return None
+
+
+def _expand(r, spec, start, seen):
+    """FuncPlans for every function a wildcard spec matches, and one note."""
+    names, skipped, total = _pattern_matches(r.kernel, spec)
+    if not total:
+        raise spec.error(f"no function matches '{spec.func}'", spec.func_pos, len(spec.func))
+    plans = []
+    for name in names:
+        if name in seen:
+            skipped["traced by an earlier spec"] = skipped.get("traced by an earlier spec", 0) + 1
+            continue
+        one = replace(spec, func=name)
+        why = _missing_names(find_function(r.kernel, name), one)
+        if why is None:
+            try:
+                plans.append(r.function(one, start + len(plans)))
+                seen[name] = True
+                continue
+            except SpecError as e:
+                why = e.message.replace(name, "the function")
+        skipped[why] = skipped.get(why, 0) + 1
+    note = f"{spec.func}: {total} functions match, {len(plans)} traced"
+    if skipped:
+        note += "; not traced: " + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items()))
+    if not plans:
+        raise spec.error(f"no matching function can be traced ({note})", spec.func_pos, len(spec.func))
+    return plans, note
+
+
 def resolve(specs, kernel, limit=DEFAULT_LIMIT, arch=None):
-    """Resolve parsed specs against the kernel's types and symbols."""
+    """Resolve parsed specs against the kernel's types and symbols.  A spec
+    whose name has wildcards traces every matching function that takes its
+    values; the plan's notes say how many matched and why others were not."""
     arch = arch or current_arch()
     r = _Resolver(kernel, limit, arch)
-    funcs, seen = [], {}
-    for i, spec in enumerate(specs):
-        if spec.label in seen:
-            raise spec.error(f"{spec.label} is traced twice; put all its values in one spec",
+    funcs, seen, notes = [], {}, []
+    for spec in specs:
+        if spec.is_pattern:
+            plans, note = _expand(r, spec, len(funcs), seen)
+            funcs += plans
+            notes.append(note)
+        else:
+            if spec.label in seen:
+                raise spec.error(f"{spec.label} is traced twice; put all its values in one spec",
+                                 spec.func_pos, len(spec.func))
+            seen[spec.label] = True
+            funcs.append(r.function(spec, len(funcs)))
+        if len(funcs) > MAX_FUNCS:
+            raise spec.error(f"more than {MAX_FUNCS} functions to trace: narrow the pattern",
                              spec.func_pos, len(spec.func))
-        seen[spec.label] = i
-        funcs.append(r.function(spec, i))
-    return TracePlan(tuple(funcs), limit, arch.machine)
+    return TracePlan(tuple(funcs), limit, arch.machine, tuple(notes))
