@@ -55,12 +55,16 @@ class Seconds(click.ParamType):
 @debug_option
 def trace_cmd(specs, pid, pages, limit, fmt, max_events, duration, buffer, colour, dry_run,
               dump_bpf, debug):
-    """Trace calls of kernel functions.
+    """Trace calls of kernel functions, or kernel tracepoints.
 
     \b
-    SPEC is FUNC or FUNC(VALUE, ...); a VALUE is an argument name, a member
-    path (skb->len, skb->dev->name, how->flags) or "return", optionally with
-    a predicate: == != > >= < <= and a number (decimal, 0x hex, negative).
+    SPEC is TARGET or TARGET(VALUE, ...).  TARGET is a function, a function
+    pattern with * and ? (every match taking the named values), or tp:NAME
+    for a tracepoint (arguments typed by BTF; no return value).  A VALUE is
+    an argument name, a member path (skb->len, skb->dev->name, how->flags)
+    or "return", optionally with a predicate: == != > >= < <= and a C
+    integer literal (decimal, 0x hex, 0 or 0o octal, 0b binary, negative,
+    u/l/ll suffixes in either order).
     Predicates compare with the value's C type (so "return < 0" works) and
     all must hold for an event to be shown.  With no VALUE list, every
     argument is shown at entry and the return value at return.  Pointers to
@@ -76,6 +80,8 @@ def trace_cmd(specs, pid, pages, limit, fmt, max_events, duration, buffer, colou
       ksnoop "ip_send_skb(skb->len == 84, skb)"
       ksnoop "do_sys_openat2(filename, return < 0)" -o line
       ksnoop -o json "tcp_sendmsg(size > 1000)" | jq .values.size
+      ksnoop "tp:sched_switch(prev->pid, next->comm)"
+      ksnoop "udp_send*(sk)"
     """
     from ..kernel.files import Kernel
     from ..trace.job import Tracer, prepare
