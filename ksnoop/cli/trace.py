@@ -31,6 +31,13 @@ class Seconds(click.ParamType):
 @click.argument("specs", nargs=-1, required=True, metavar="SPEC...")
 @click.option("-p", "--pid", type=click.IntRange(1, PID_MAX_LIMIT), default=None,
               help="Only calls made by process PID (its thread group id).")
+@click.option("-t", "--tid", type=click.IntRange(1, PID_MAX_LIMIT), default=None,
+              help="Only calls made by thread TID.")
+@click.option("-c", "--comm", metavar="GLOB", default=None,
+              help="Only tasks whose name (comm) matches GLOB (* and ?), e.g. 'nginx*'.")
+@click.option("--cgroup", metavar="PATH", type=click.Path(file_okay=False), default=None,
+              help="Only tasks in the cgroup v2 directory PATH or below it "
+                   "(e.g. /sys/fs/cgroup/system.slice/docker-ID.scope).")
 @click.option("-P", "--pages", type=click.IntRange(1, MAX_PAGES), default=64, show_default=True,
               help=f"Buffer pages per CPU (a power of two, at most {MAX_PAGES}).")
 @click.option("-s", "--size", "limit", type=click.IntRange(8, 65536), default=2048,
@@ -53,7 +60,7 @@ class Seconds(click.ParamType):
                    "attach nothing.")
 @click.option("--dump-bpf", is_flag=True, help="Print the generated BPF C and exit.")
 @debug_option
-def trace_cmd(specs, pid, pages, limit, fmt, max_events, duration, buffer, colour, dry_run,
+def trace_cmd(specs, pid, tid, comm, cgroup, pages, limit, fmt, max_events, duration, buffer, colour, dry_run,
               dump_bpf, debug):
     """Trace calls of kernel functions, or kernel tracepoints.
 
@@ -91,7 +98,13 @@ def trace_cmd(specs, pid, pages, limit, fmt, max_events, duration, buffer, colou
     ctx = click.get_current_context()
     debug = debug or bool(ctx.obj and ctx.obj.get("debug"))
     kernel = Kernel()
-    prepared = prepare(specs, kernel, limit=limit, pid=pid or 0)
+    from ..trace.filters import check_comm_glob
+    from ..trace.plan import Filters
+
+    if comm is not None:
+        check_comm_glob(comm)
+    filters = Filters(pid=pid or 0, tid=tid or 0, comm=comm or "", cgroup=cgroup or "")
+    prepared = prepare(specs, kernel, limit=limit, filters=filters)
     if dump_bpf:
         click.echo(prepared.c_text, nl=False)
         return

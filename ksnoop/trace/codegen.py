@@ -11,6 +11,8 @@ import string
 from dataclasses import dataclass
 from importlib import resources
 
+from .filters import maps as filter_maps
+from .filters import task_filter
 from .plan import DEREF, KPROBE, REGS, SCALAR, STRING, TRACEPOINT, Filters
 from .wire import CALL, ENTRY, HEADER_FIELDS, RETURN, layouts_for
 
@@ -136,7 +138,7 @@ def _operand(slot, i):
     return f"e->v{i}_ptr"
 
 
-def _capture(ev, at_return, fail, indent):
+def _capture(ev, at_return, fail, indent, copy=True):
     """Code that fills the event's slots of one side (entry or return values).
 
     Predicates are tested in the order written: each predicated value is read
@@ -145,6 +147,8 @@ def _capture(ev, at_return, fail, indent):
     fails the predicate.  Only then are the other values (and what predicated
     pointers point to) copied.  ``fail`` runs when a predicate is false; the
     event header is filled between the two phases (``$hdr`` in the result).
+    ``copy=False``: pointers are fetched but what they point to is not copied
+    (aggregate.py reads only the numbers and pointers it keys on).
     """
     mine = [(i, s) for i, s in enumerate(ev.slots) if s.value.at_return == at_return]
     checks = sorted(((p.seq, k, i, s, p) for i, s in mine for k, p in enumerate(s.value.preds)),
@@ -166,7 +170,8 @@ def _capture(ev, at_return, fail, indent):
     for i, slot in mine:
         if i not in fetched:
             out += _fetch(slot, i, indent)
-        out += _copy(slot, i, indent)
+        if copy:
+            out += _copy(slot, i, indent)
     return out
 
 
@@ -177,11 +182,8 @@ def _with_header(lines, header):
 
 
 def _task_filter(gen):
-    """Only the process the user chose; and never ksnoop itself (its own file opens...)."""
-    out = [f"\tif ((id >> 32) == {int(gen.self_tgid)}) return 0;"]
-    if gen.filters.pid:
-        out.append(f"\tif ((id >> 32) != {int(gen.filters.pid)}) return 0;")
-    return out
+    """Only the tasks the user chose; and never ksnoop itself (its own file opens...)."""
+    return task_filter(gen.filters, gen.self_tgid)
 
 
 def _scratch(ev):
@@ -283,13 +285,29 @@ class _Gen:
     self_tgid: int
 
 
-def generate(plan, machine, filters=Filters()):
-    """(C text, [(function plan, entry program name or None, return name or None)])."""
+def generate(plan, machine, filters=Filters(), generator=None):
+    """(C text, [(function plan, entry program name or None, return name or None)]).
+
+    ``generator``: programs other than trace events (``aggregate.Generator``):
+    ``shared()`` gives (structs, maps) once, ``function(fp, gen)`` gives
+    (structs, maps, programs, entry name, return name) per function; the
+    template, task filters and their maps stay this module's."""
     gen = _Gen(filters, machine.self_tgid)
     ncpus = machine.ncpus
-    structs, maps, programs, probes = [], [], [], []
+    structs, maps, programs, probes = [], filter_maps(filters), [], []
     scratch = 64
+    if generator is not None:
+        more_structs, more_maps = generator.shared()
+        structs += more_structs
+        maps += more_maps
     for fp in plan.funcs:
+        if generator is not None:
+            more_structs, more_maps, code, entry_name, ret_name = generator.function(fp, gen)
+            structs += more_structs
+            maps += more_maps
+            programs += code
+            probes.append((fp, entry_name, ret_name))
+            continue
         evs = layouts_for(fp)
         entry_name = ret_name = None
         for ev in evs:

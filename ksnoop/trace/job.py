@@ -23,15 +23,20 @@ PAGE_SIZE = 4096
 class Prepared:
     plan: object
     c_text: str
-    probes: list  # runtime.Probe
+    probes: list  # runtime.Probe / RawTracepoint
+    filters: Filters = Filters()
 
 
-def prepare(spec_texts, kernel, limit, pid=0):
+def prepare(spec_texts, kernel, limit, pid=0, filters=None):
+    """Specs -> plan -> C.  ``filters`` (plan.Filters) chooses the tasks; ``pid``
+    is a shorthand for Filters(pid=pid)."""
+    filters = filters or Filters(pid=pid)
     specs = [parse(text) for text in spec_texts]
     plan = resolve(specs, kernel, limit=limit)
     machine = Machine(self_tgid=os.getpid(), ncpus=kernel.possible_cpus())
-    c_text, progs = generate(plan, machine, Filters(pid=pid))
-    return Prepared(plan, c_text, [attach_point(fp, entry, ret) for fp, entry, ret in progs])
+    c_text, progs = generate(plan, machine, filters)
+    return Prepared(plan, c_text, [attach_point(fp, entry, ret) for fp, entry, ret in progs],
+                    filters)
 
 
 def describe_targets(plan):
@@ -94,7 +99,8 @@ class Tracer:
         s = Session(self.prepared.c_text, self.prepared.probes, btf=self.kernel.vmlinux,
                        buffer=self.buffer, pages=self.pages, on_event=self._on_event,
                        on_lost=self._on_lost, debug=self.debug,
-                       log=lambda text: self.err.write(text + "\n"))
+                       log=lambda text: self.err.write(text + "\n"),
+                       cgroup=self.prepared.filters.cgroup or None)
         biggest = max((ev.size for fp in self.prepared.plan.funcs for ev in layouts_for(fp)),
                       default=0)
         if s.buffer == PERF and biggest > PERF_MAX_EVENT:

@@ -74,3 +74,6 @@ class Filters:
     """Which tasks are traced (checked first in every program)."""
 
     pid: int = 0  # thread group id; 0: every process
+    tid: int = 0  # one thread; 0: every thread
+    comm: str = ""  # a glob on the task name (* and ?); "": every name
+    cgroup: str = ""  # a cgroup v2 directory: tasks in it or below; "": every cgroup

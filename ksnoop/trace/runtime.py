@@ -236,7 +236,7 @@ class Session:
 
     def __init__(self, c_text, probes, *, btf, buffer="auto", pages=64,
                  on_event=None, on_lost=None, maxactive=None, debug=False,
-                 arch=None, log=None):
+                 arch=None, log=None, cgroup=None):
         if BPF is None:
             raise AttachError("BCC's Python module is missing (Debian: python3-bpfcc)")
         self.c_text = c_text
@@ -256,6 +256,7 @@ class Session:
         self.maxactive = default_maxactive() if maxactive is None else maxactive
         self.debug = debug
         self.log = log or (lambda text: sys.stderr.write(text + "\n"))  # debug output
+        self.cgroup = cgroup  # --cgroup directory (the program must declare ksnoop_cgroup)
         self.times = LoadTimes()
         self.notes = []  # one-line remarks (fallbacks taken) for the caller to show
         self._stats = Stats()
@@ -313,6 +314,21 @@ class Session:
             raise exc from None
         self.times.header_tree_s = t1 - t0
         self.times.compile_s = time.perf_counter() - t1
+        if self.cgroup:
+            self._set_cgroup(self.cgroup)
+
+    def _set_cgroup(self, path):
+        """Point the cgroup filter's map (ksnoop_cgroup, from trace/filters.py) at ``path``."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise AttachError(f"--cgroup {path}: {e.strerror}") from None
+        try:
+            self._bpf[b"ksnoop_cgroup"][0] = fd
+        except Exception as e:  # BCC raises bare Exception when the kernel refuses the fd
+            raise AttachError(f"--cgroup {path}: not a cgroup v2 directory ({e})") from None
+        finally:
+            os.close(fd)
 
     def _load(self, name, prog_type):
         if name in self._fns:
@@ -486,6 +502,29 @@ class Session:
 
     def stats(self):
         return Stats(self._stats.events, self._stats.lost, self._stats.bytes)
+
+    def table_items(self, name):
+        """Every entry of map ``name`` whose values are u64 (per CPU or not), as
+        ``[(key bytes, value summed over the CPUs)]``: read in one batch where
+        the kernel has batch lookups, else key by key.  Nothing is cleared."""
+        if self._bpf is None:
+            raise AttachError("session is not loaded")
+        table = self._bpf[name.encode()]
+
+        def total(value):
+            return sum(value) if isinstance(value, ct.Array) else int(getattr(value, "value", value))
+
+        try:
+            return [(bytes(k), total(v)) for k, v in table.items_lookup_batch()]
+        except Exception:  # BCC: bare Exception when the kernel has no batch ops for the map
+            out = []
+            for k in list(table.keys()):
+                try:
+                    out.append((bytes(k), total(table.getvalue(k) if hasattr(table, "getvalue")
+                                                else table[k])))
+                except KeyError:  # gone meanwhile
+                    continue
+            return out
 
     def missed_returns(self):
         """{function: missed kretprobe hits} from tracefs ``kprobe_profile``.

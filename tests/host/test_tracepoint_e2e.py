@@ -59,12 +59,17 @@ def prog_ids_of(pid):
 class Run:
     """ksnoop tracing one workload process; the workload starts on go()."""
 
-    def __init__(self, loop, count, rate=0, args=(), spec=SPEC, stdout=subprocess.PIPE):
+    def __init__(self, loop, count, rate=0, args=(), spec=SPEC, stdout=subprocess.PIPE,
+                 pid_filter=True, before=None):
         self.work = subprocess.Popen([loop, str(count), str(rate)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
+        if before:
+            before(self.work.pid)
         env = dict(os.environ, PYTHONPATH=ROOT)
-        self.ks = subprocess.Popen([sys.executable, "-m", "ksnoop", "trace", "-p", str(self.work.pid),
-                                    *args, spec], stdout=stdout, stderr=subprocess.PIPE,
+        select = ["-p", str(self.work.pid)] if pid_filter else []
+        self.ks = subprocess.Popen([sys.executable, "-m", "ksnoop", "trace", *select,
+                                    *(a.format(pid=self.work.pid) for a in args), spec],
+                                   stdout=stdout, stderr=subprocess.PIPE,
                                    text=True, env=env)
         self.err_head = []
         for line in self.ks.stderr:
@@ -201,3 +206,60 @@ def test_overload_accounting_is_exact(loop):
     assert lost > 0, "the workload did not overload a 1-page ring buffer"
     assert printed == events and printed + lost == made, (printed, lost, made)
     assert re.search(r"ksnoop: lost \d+ events", err)
+
+
+def _only_workload(out, pid):
+    lines = out.splitlines()
+    return lines and all(re.match(rf"syscall_loop +{pid} ", ln) for ln in lines)
+
+
+@pytest.mark.parametrize("glob", ["syscall_loop", "sys*", "s?scall*lo?p"])
+def test_comm_filter_keeps_the_named_task(loop, glob):
+    """-c without -p: only the workload's getppid calls, whatever else runs."""
+    r = Run(loop, 20, args=("-o", "line", "-c", glob), pid_filter=False)
+    r.go()
+    time.sleep(0.3)
+    out, err = r.stop()
+    assert r.ks.returncode == 0, err
+    assert _only_workload(out, r.work.pid) and len(out.splitlines()) == 20, out
+
+
+def test_comm_filter_that_matches_nothing(loop):
+    r = Run(loop, 20, args=("-o", "line", "-c", "no_such_task*"), pid_filter=False)
+    r.go()
+    time.sleep(0.3)
+    out, err = r.stop()
+    assert r.ks.returncode == 0 and out == "", err
+
+
+def test_tid_filter(loop):
+    """-t with the workload's thread (single-threaded: its tid is its pid), no -p."""
+    r = Run(loop, 10, args=("-o", "line", "--tid", "{pid}"), pid_filter=False)
+    r.go()
+    time.sleep(0.3)
+    out, err = r.stop()
+    assert r.ks.returncode == 0, err
+    assert _only_workload(out, r.work.pid) and len(out.splitlines()) == 10, out
+
+
+def test_cgroup_filter_keeps_tasks_in_a_fresh_cgroup(loop, tmp_path):
+    root = "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified") else "/sys/fs/cgroup"
+    with open("/proc/mounts") as f:
+        if not any(line.split()[1] == root and line.split()[2] == "cgroup2" for line in f):
+            pytest.fail(f"no cgroup v2 hierarchy at {root}")
+    group = os.path.join(root, f"ksnoop-test-{os.getpid()}")
+    os.mkdir(group)
+    try:
+        def move(pid):
+            with open(os.path.join(group, "cgroup.procs"), "w") as f:
+                f.write(str(pid))
+        r = Run(loop, 25, args=("-o", "line", "--cgroup", group), pid_filter=False, before=move)
+        other = subprocess.Popen([loop, "25", "0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        other.communicate("\n", timeout=60)  # the same workload outside the cgroup: not traced
+        r.go()
+        time.sleep(0.3)
+        out, err = r.stop()
+        assert r.ks.returncode == 0, err
+        assert _only_workload(out, r.work.pid) and len(out.splitlines()) == 25, out
+    finally:
+        os.rmdir(group)

@@ -1,0 +1,119 @@
+"""C for the task filters every program starts with: never ksnoop itself,
+then -p PID, -t TID, -c/--comm GLOB and --cgroup (cheapest test first).
+
+A comm glob is compiled for the pattern at hand: a plain name is two 64-bit
+compares of the 16-byte comm (the kernel pads it with NULs), a name followed
+by one ``*`` is a masked compare, and any other glob runs as a bit-parallel
+NFA unrolled over the 16 bytes (one bit per pattern position), so no loop
+reaches the verifier.
+"""
+
+from ..errors import UsageError
+
+COMM_LEN = 16  # TASK_COMM_LEN, NUL included
+MAX_GLOB = 48  # pattern characters (one NFA state each, in a u64)
+CGROUP_MAP = "ksnoop_cgroup"
+
+
+def check_comm_glob(pattern):
+    """UsageError for a glob ksnoop cannot compile; the pattern otherwise."""
+    if not pattern:
+        raise UsageError("--comm: the pattern is empty")
+    if len(pattern) > MAX_GLOB:
+        raise UsageError(f"--comm: the pattern is longer than {MAX_GLOB} characters")
+    if "[" in pattern or "\\" in pattern:
+        raise UsageError("--comm: only * and ? are wildcards ([...] and backslash escapes are not supported)")
+    try:
+        raw = pattern.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError("--comm: the pattern is not valid text") from None
+    if any(b == 0 for b in raw):
+        raise UsageError("--comm: the pattern holds a NUL byte")
+    return pattern
+
+
+def _words(raw):
+    """Two little-endian u64 of a 16-byte comm."""
+    raw = raw.ljust(COMM_LEN, b"\0")[:COMM_LEN]
+    return int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:], "little")
+
+
+def _masked_compare(raw, exact):
+    """comm equals ``raw`` (exact) or starts with it: masked u64 compares."""
+    lo, hi = _words(raw)
+    n = COMM_LEN if exact else len(raw)
+    mask_lo = (1 << (8 * min(n, 8))) - 1
+    mask_hi = (1 << (8 * max(n - 8, 0))) - 1
+    conds = [f"(ksnoop_comm.w[0] & 0x{mask_lo:x}ULL) != 0x{lo & mask_lo:x}ULL"]
+    if mask_hi:
+        conds.append(f"(ksnoop_comm.w[1] & 0x{mask_hi:x}ULL) != 0x{hi & mask_hi:x}ULL")
+    return [f"\tif ({' || '.join(conds)}) return 0;"]
+
+
+def _nfa(raw):
+    """A glob over bytes as an unrolled bit-parallel NFA: bit i = "matched the
+    pattern up to position i"; the comm matches when bit len(pattern) is set
+    at its NUL (or after all 16 bytes)."""
+    m = len(raw)
+
+    def closure(var):
+        # a '*' may match nothing: position i reached means i + 1 is reached too
+        return [f"\t\t{var} |= (({var} >> {i}) & 1ULL) << {i + 1};" for i, b in enumerate(raw)
+                if b == ord("*")]
+
+    out = ["\t{", "\t\tu64 s = 1ULL, n = 0;", "\t\tu8 c;", "\t\tint end = 0;"]
+    out += closure("s")
+    for k in range(COMM_LEN):
+        out.append(f"\t\tc = ksnoop_comm.c[{k}];")
+        out.append("\t\tif (c == 0) end = 1;")
+        out.append("\t\tif (!end) {")
+        out.append("\t\t\tn = 0;")
+        for i, b in enumerate(raw):
+            bit = f"(s & (1ULL << {i}))"
+            if b == ord("*"):
+                out.append(f"\t\t\tn |= {bit};")
+            elif b == ord("?"):
+                out.append(f"\t\t\tn |= {bit} << 1;")
+            else:
+                out.append(f"\t\t\tif (c == {b}) n |= {bit} << 1;")
+        out += ["\t" + line for line in closure("n")]
+        out.append("\t\t\ts = n;")
+        out.append("\t\t}")
+    out.append(f"\t\tif (!(s & (1ULL << {m}))) return 0;")
+    out.append("\t}")
+    return out
+
+
+def comm_filter(pattern):
+    """C lines that return 0 unless the current task's comm matches ``pattern``."""
+    raw = check_comm_glob(pattern).encode("utf-8")
+    out = ["\tunion { char c[16]; u64 w[2]; } ksnoop_comm = {};",
+           "\tbpf_get_current_comm(&ksnoop_comm.c, sizeof(ksnoop_comm.c));"]
+    wild = [i for i, b in enumerate(raw) if b in b"*?"]
+    if not wild:
+        return out + (_masked_compare(raw, exact=True) if len(raw) < COMM_LEN else ["\treturn 0;"])
+    if wild == [len(raw) - 1] and raw.endswith(b"*"):
+        prefix = raw[:-1]
+        if len(prefix) >= COMM_LEN:
+            return out + ["\treturn 0;"]
+        return out + (_masked_compare(prefix, exact=False) if prefix else [])
+    return out + _nfa(raw)
+
+
+def task_filter(filters, self_tgid):
+    """The lines every program starts with (after ``u64 id = bpf_get_current_pid_tgid();``)."""
+    out = [f"\tif ((id >> 32) == {int(self_tgid)}) return 0;"]
+    if filters.pid:
+        out.append(f"\tif ((id >> 32) != {int(filters.pid)}) return 0;")
+    if filters.tid:
+        out.append(f"\tif ((u32)id != {int(filters.tid)}) return 0;")
+    if filters.cgroup:
+        out.append(f"\tif ({CGROUP_MAP}.check_current_task(0) != 1) return 0;")
+    if filters.comm:
+        out += comm_filter(filters.comm)
+    return out
+
+
+def maps(filters):
+    """Map declarations the filters need."""
+    return [f"BPF_CGROUP_ARRAY({CGROUP_MAP}, 1);"] if filters.cgroup else []
