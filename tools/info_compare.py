@@ -1,24 +1,25 @@
 #!/usr/bin/env python3
-"""Compare `ksnoop info` with the reference /usr/sbin/ksnoop info, function by function.
+"""Check `ksnoop info` against the reference /usr/sbin/ksnoop info and bpftool.
 
-    tools/info_compare.py                 # every FUNC in vmlinux BTF (~25 min)
-    tools/info_compare.py --sample 3000   # a random sample (seed printed)
+    .venv/bin/python tools/info_compare.py                # every FUNC in vmlinux BTF
+    .venv/bin/python tools/info_compare.py --sample 3000  # a random sample (seed printed)
+    .venv/bin/python tools/info_compare.py --btf FILE     # compile check only, any BTF file
 
-A difference is accepted only in the part of the line (return type, one
-parameter, the trailing comment) whose BTF shape triggers a known reference
-defect:
+Two checks of the lines the ksnoop CLI prints:
 
-  hang        a parameter or the return type leads (through pointers and
-              qualifiers) to a nameless type: function pointer, array, or
-              anonymous struct/union/enum; the reference loops forever
-  many-args   more than 5 parameters: the reference prints garbage past the 5th
-  variadic    the reference prints "..." as "void "
-  multi-ptr   `char **` printed as `char *` (pointer levels collapsed)
-  fwd         a forward-declared struct printed without its `struct` keyword
-  type-tag    a BTF type tag (e.g. address_space(1)) printed as if it were a type
-  stack-arg   an aggregate passed on the stack: we add a "not traceable" note
+1. Reference: the reference runs (unbuffered, a known-good function first) on
+   every function; what it prints must equal, byte for byte, what a model of
+   its known defects (tools/ref_ksnoop.py) makes of ksnoop's line: a
+   difference is excused only by the exact symptom of a known defect of the
+   part concerned.  Where the model says the reference hangs, it must print
+   exactly the line up to the hanging part and then spin (it is killed).
+2. Compile: every line, renamed, is compiled after `bpftool btf dump ... format
+   c` with a static assertion that its type is the function type spelled from
+   `bpftool btf dump ... format raw`; parameter names and count must be the
+   raw dump's (tools/bpftool_btf.py).  This is the check of the functions the
+   reference hangs on, and of the parameters it does not print.
 
-Every other difference is a failure.  Exit status 1 if any.
+Exit status 1 if anything is unexplained.
 """
 
 import argparse
@@ -26,187 +27,210 @@ import os
 import random
 import subprocess
 import sys
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from ksnoop.kernel import callconv  # noqa: E402
-from ksnoop.btf import BTF, Kind  # noqa: E402
-from ksnoop.kernel.functions import (
-    Function,  # noqa: E402
-    signature,  # noqa: E402
-)
+import bpftool_btf  # noqa: E402
+import ref_ksnoop  # noqa: E402
 
-REFERENCE = "/usr/sbin/ksnoop"
-SKIP = {Kind.PTR, Kind.CONST, Kind.VOLATILE, Kind.RESTRICT}
-
-
-def chain_kinds(btf, tid):
-    """Kinds met from tid through pointers and qualifiers, and the pointer depth."""
-    kinds, depth = [], 0
-    for _ in range(32):
-        t = btf[tid]
-        kinds.append(t)
-        if t.kind == Kind.PTR:
-            depth += 1
-        if t.kind not in SKIP:
-            break
-        tid = t.type
-    return kinds, depth
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VMLINUX = "/sys/kernel/btf/vmlinux"
+MAX_FUNC_TRACES = 64  # the reference takes at most this many functions per run
 
 
-def type_defects(btf, tid):
-    """The reference defects one parameter's (or the return's) type triggers."""
-    if tid == 0:
-        return set()
-    found = set()
-    kinds, depth = chain_kinds(btf, tid)
-    last = kinds[-1]
-    if depth > 1:
-        found.add("multi-ptr")
-    if last.kind == Kind.FWD:
-        found.add("fwd")
-    if last.kind == Kind.TYPE_TAG:
-        found.add("type-tag")
-    if last.id != 0 and not last.name:
-        found.add("hang")
-    return found
+def python():
+    venv = os.path.join(ROOT, ".venv", "bin", "python")
+    return venv if os.access(venv, os.X_OK) else sys.executable
 
 
-def defects(btf, fid):
-    """The reference defects this function's prototype triggers."""
-    proto = btf[btf[fid].type]
-    found = set()
-    if len(proto.params) > 5:
-        found.add("many-args")
-    if proto.is_variadic:
-        found.add("variadic")
-    for tid in [proto.type] + [p.type for p in proto.params]:
-        found |= type_defects(btf, tid)
-    if any(not s.traceable for s in callconv.assign(btf, proto)):
-        found.add("stack-arg")
-    return found
+def ksnoop_lines(names, btf_path=None, chunk=4000):
+    """{name: the line `ksnoop info` prints for it}, through the real CLI."""
+    out = {}
+    extra = ["--btf", btf_path] if btf_path else []
+    for i in range(0, len(names), chunk):
+        part = names[i:i + chunk]
+        res = subprocess.run([python(), "-m", "ksnoop", "info", *extra, *part], cwd=ROOT,
+                             capture_output=True, text=True)
+        lines = res.stdout.splitlines()
+        if res.returncode != 0 or len(lines) != len(part):
+            raise RuntimeError(f"ksnoop info failed ({res.returncode}): {res.stderr.strip()[:500]}")
+        out.update(zip(part, lines))
+    return out
 
 
-def split_line(name, line):
-    """(return part, [parameters], trailing comment) of one info line."""
-    at = line.index(name + "(")
-    inner = line[at + len(name) + 1:line.rindex(");")]
-    comment = ""
-    if "/*" in inner:
-        inner, comment = inner[:inner.index("/*")].rstrip(), inner[inner.index("/*"):]
-    params, depth, cur = [], 0, ""
-    for ch in inner:
-        if ch == "," and depth == 0:
-            params.append(cur.strip())
-            cur = ""
-            continue
-        depth += (ch == "(") - (ch == ")")
-        cur += ch
-    if cur.strip():
-        params.append(cur.strip())
-    return line[:at], params, comment
+@dataclass
+class Report:
+    checked: int = 0
+    identical: int = 0
+    hung: int = 0
+    classes: Counter = field(default_factory=Counter)  # defect -> functions it explains
+    failures: list = field(default_factory=list)  # (name, ours, reference's, reason)
 
 
-def unexplained(btf, fid, name, ours, theirs):
-    """Why ours and the reference's lines differ other than by a known reference
-    defect of the very part that differs; None when every difference is explained."""
-    proto = btf[btf[fid].type]
-    if theirs is None:
-        # it loops on nameless types, and reads garbage type ids past the 5th parameter
-        return None if defects(btf, fid) & {"hang", "many-args"} else "the reference failed or hung"
-    o_ret, o_params, o_comment = split_line(name, ours)
-    t_ret, t_params, t_comment = split_line(name, theirs)
-    if o_ret != t_ret and not type_defects(btf, proto.type):
-        return f"return type: {o_ret!r} vs {t_ret!r}"
-    many = len(proto.params) > 5
-    for i, (o, t) in enumerate(zip(o_params, t_params)):
-        if o == t or (many and i >= 5):
-            continue
-        if i < len(proto.params):
-            p = proto.params[i]
-            if p.type == 0 and not p.name:  # "..." printed as "void "
+def schedule(names, hanging, batch):
+    """Batches of at most ``batch`` names: those the model expects the
+    reference to hang on go last in a batch, one per batch, so a hang costs no
+    re-run of the names after it."""
+    normal = [n for n in names if n not in hanging]
+    stuck = [n for n in names if n in hanging]
+    batches = [normal[i:i + batch - 1] for i in range(0, len(normal), batch - 1)] or [[]]
+    for i, name in enumerate(stuck):
+        if i < len(batches):
+            batches[i].append(name)
+        else:
+            batches.append([name])
+    return [b for b in batches if b]
+
+
+def choose_sentinel(raw, ours):
+    """A function the reference prints at once and the model agrees on."""
+    pools = [ours, lambda: ksnoop_lines([n for n in sorted(raw.funcs)[:200]
+                                          if len(raw.proto(n).params) <= 2])]
+    for pool in pools:
+        lines = pool() if callable(pool) else pool
+        for name in sorted(lines):
+            try:
+                e = ref_ksnoop.expected(raw, name, lines[name])
+            except ref_ksnoop.Unmodeled:
                 continue
-            if type_defects(btf, p.type):
-                continue
-        return f"parameter {i + 1}: {o!r} vs {t!r}"
-    if len(o_params) != len(t_params) and not many:
-        return f"{len(o_params)} parameters vs {len(t_params)}"
-    if o_comment != t_comment and not (many or "stack-arg" in defects(btf, fid)):
-        return f"comment: {o_comment!r} vs {t_comment!r}"
+            if not e.hangs and e.text == lines[name] and len(raw.proto(name).params) <= 2:
+                return name, e.text
+    raise RuntimeError("no function to start the reference with")
+
+
+def compare(names, raw, ours, jobs=2, batch=50, stall_cpu=0.3):
+    """Compare the reference with the model applied to ksnoop's ``ours``."""
+    report = Report(checked=len(names))
+    expect = {}
+    for name in names:
+        try:
+            expect[name] = ref_ksnoop.expected(raw, name, ours[name])
+        except ref_ksnoop.Unmodeled as e:
+            report.failures.append((name, ours[name], None, f"not a known defect's shape: {e}"))
+    sentinel, sentinel_text = choose_sentinel(raw, ours)
+    hanging = {n for n, e in expect.items() if e.hangs}
+    batches = schedule([n for n in names if n in expect], hanging, min(batch, MAX_FUNC_TRACES - 1))
+    printed = {}
+    with ThreadPoolExecutor(jobs) as pool:
+        for got, first in pool.map(lambda b: ref_ksnoop.run(b, sentinel, stall_cpu), batches):
+            printed.update(got)
+            if first is not None and first != sentinel_text:
+                report.failures.append((sentinel, ours[sentinel], first, "the first function differs"))
+    for name, e in expect.items():
+        p = printed.get(name)
+        why = judge(e, p)
+        if why:
+            report.failures.append((name, ours[name], getattr(p, "text", None), why))
+        elif p.text == ours[name]:
+            report.identical += 1
+        else:
+            report.hung += p.hung
+            report.classes.update(e.classes)
+    return report
+
+
+def judge(e, p):
+    """Why the reference's output ``p`` (a ref_ksnoop.Printed, or why there
+    is none) is not what the model ``e`` expects; None when it is exactly."""
+    if not isinstance(p, ref_ksnoop.Printed):
+        return p or "the reference was not run"
+    if p.hung != e.hangs:
+        why = "the reference hung" if p.hung else "the reference did not hang"
+        return f"{why}; the model expected {e.text!r}"
+    if p.text != e.text:
+        return f"the model of the reference's defects gives {e.text!r}"
     return None
 
 
-def run_reference(names, timeout=60):
-    """name -> the reference's line, or None where it failed or hung."""
-    if not names:
-        return {}
-    try:
-        out = subprocess.run([REFERENCE, "info", *names], capture_output=True, text=True,
-                             timeout=timeout, errors="replace")
-        lines = out.stdout.splitlines()
-        if out.returncode == 0 and len(lines) == len(names):
-            return dict(zip(names, lines))
-    except subprocess.TimeoutExpired:
-        pass
-    if len(names) == 1:
-        return {names[0]: None}
-    half = len(names) // 2
-    return {**run_reference(names[:half], timeout), **run_reference(names[half:], timeout)}
+def _stop(raw, tid):
+    """(pointer count, the type the reference stops at) for one type."""
+    ptrs = 0
+    while raw[tid].kind in ("PTR", "CONST", "VOLATILE", "RESTRICT"):
+        ptrs += raw[tid].kind == "PTR"
+        tid = raw[tid].type
+    return ptrs, raw[tid]
 
 
-def compare(btf, names, batch=50, jobs=2):
-    """(checked, accepted-by-defect counts, failures[(name, ours, ref, reason)])."""
-    from concurrent.futures import ThreadPoolExecutor
+def representatives(raw):
+    """{defect: (function, parameter index or None)}: the first function, by
+    name, whose BTF triggers each reference defect among the parameters the
+    reference prints, from BTF alone (so any kernel has its own)."""
+    found = {}
+    for name in sorted(raw.funcs):
+        params = raw.proto(name).params
+        shown = params[:ref_ksnoop.MAX_ARGS]
+        want = {}
+        if len(params) > ref_ksnoop.MAX_VALUES:
+            want["many-args"] = None
+        if shown and shown[-1] == ("", 0):
+            want["variadic"] = len(shown) - 1
+        for j, (_, tid) in enumerate(shown):
+            ptrs, stop = _stop(raw, tid)
+            if ptrs > 1:
+                want.setdefault("multi-ptr", j)
+            if stop.kind == "FWD":
+                want.setdefault("fwd", j)
+            if stop.kind == "TYPE_TAG":
+                want.setdefault("type-tag", j)
+        if any(k not in found for k in want) and not ref_ksnoop.hangs(raw, name):
+            for k, j in want.items():
+                found.setdefault(k, (name, j))
+        elif "hang" not in found and ref_ksnoop.hangs(raw, name) and shown:
+            found["hang"] = (name, None)
+        if "hang-return" not in found:
+            ret = ref_ksnoop.type_to_value(raw, "", raw.proto(name).type)
+            if ref_ksnoop.type_text(raw, ret.type_id) is ref_ksnoop.HANG:
+                found["hang-return"] = (name, None)
+    return found
 
-    ids = {}
-    for name in names:
-        ids.setdefault(name, btf.find(name, Kind.FUNC)[0])
-    hangs = [n for n in names if "hang" in defects(btf, ids[n])]
-    runnable = [n for n in names if n not in set(hangs)]
-    chunks = [runnable[i:i + batch] for i in range(0, len(runnable), batch)]
-    ref = {n: None for n in hangs}
-    with ThreadPoolExecutor(jobs) as pool:
-        for part in pool.map(run_reference, chunks):
-            ref.update(part)
-    accepted, failures = {}, []
-    for name in names:
-        ours = signature(Function(name, btf, ids[name], ""))
-        theirs = ref[name]
-        if theirs == ours:
-            continue
-        reason = unexplained(btf, ids[name], name, ours, theirs)
-        if reason is None:
-            for d in defects(btf, ids[name]):
-                accepted[d] = accepted.get(d, 0) + 1
-        else:
-            failures.append((name, ours, theirs, reason))
-    return len(names), accepted, failures
+
+def hang_set(raw):
+    """Every function the model says the reference hangs on."""
+    return sorted(n for n in raw.funcs if ref_ksnoop.hangs(raw, n))
+
+
+def print_compile(result, out=sys.stdout):
+    print(f"compile check ({result.compiler}, {result.seconds:.1f} s): {result.checked} prototypes, "
+          f"{len(result.failures)} failures", file=out)
+    for name, text, reason in result.failures[:50]:
+        print(f"CC {name}: {reason}\n  ours: {text}", file=out)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sample", type=int, default=0, help="compare N random functions (0: all)")
+    ap.add_argument("--sample", type=int, default=0, help="check N random functions (0: all)")
     ap.add_argument("--seed", type=int, default=None)
-    ap.add_argument("--btf", default="/sys/kernel/btf/vmlinux")
+    ap.add_argument("--jobs", type=int, default=2, help="reference processes at once")
+    ap.add_argument("--btf", default=None, help="a BTF file: compile check only")
     args = ap.parse_args()
-    if not os.access(REFERENCE, os.X_OK):
-        print(f"{REFERENCE} not installed (Debian package libbpf-tools)", file=sys.stderr)
-        return 2
-    with open(args.btf, "rb") as f:
-        btf = BTF(f.read(), name="vmlinux")
-    names = sorted({btf[i].name for i in btf.ids(Kind.FUNC)})
+    btf_path = args.btf or VMLINUX
+    raw = bpftool_btf.Raw(bpftool_btf.bpftool(btf_path, "raw"))
+    names = sorted(raw.funcs)
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     if args.sample:
-        names = random.Random(seed).sample(names, min(args.sample, len(names)))
+        names = sorted(random.Random(seed).sample(names, min(args.sample, len(names))))
         print(f"sample of {len(names)} functions, seed {seed}")
-    checked, accepted, failures = compare(btf, names)
-    print(f"{checked} functions compared, {checked - sum(1 for _ in failures)} agree or differ "
-          f"only by a known reference defect; {len(failures)} unexplained differences")
-    for d, n in sorted(accepted.items()):
-        print(f"  reference defect {d}: {n} functions")
-    for name, ours, theirs, reason in failures[:50]:
-        print(f"DIFF {name}: {reason}\n  ours: {ours}\n  ref:  {theirs}")
-    return 1 if failures else 0
+    ours = ksnoop_lines(names, args.btf)
+    cc = bpftool_btf.check(ours, btf_path, raw=raw)
+    print_compile(cc)
+    bad = bool(cc.failures)
+    if args.btf is None:
+        if not os.access(ref_ksnoop.REFERENCE, os.X_OK):
+            print(f"{ref_ksnoop.REFERENCE} not installed (Debian package libbpf-tools)", file=sys.stderr)
+            return 2
+        r = compare(names, raw, ours, jobs=args.jobs)
+        print(f"reference: {r.checked} functions, {r.identical} identical, "
+              f"{r.checked - r.identical - len(r.failures)} differ only by known reference defects "
+              f"({r.hung} of them hang), {len(r.failures)} unexplained")
+        for d, n in sorted(r.classes.items()):
+            print(f"  {d}: {n} functions")
+        for name, o, t, reason in r.failures[:50]:
+            print(f"DIFF {name}: {reason}\n  ours: {o}\n  ref:  {t!r}")
+        bad = bad or bool(r.failures)
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":
