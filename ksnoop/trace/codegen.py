@@ -11,9 +11,9 @@ import string
 from dataclasses import dataclass
 from importlib import resources
 
+from .filters import glob_match, task_filter
 from .filters import maps as filter_maps
-from .filters import task_filter
-from .plan import DEREF, KPROBE, REGS, SCALAR, STRING, TRACEPOINT, Filters
+from .plan import DEREF, KPROBE, REGS, SCALAR, STRING, TRACEPOINT, Filters, LogicCond, NotCond, Test
 from .wire import CALL, ENTRY, HEADER_FIELDS, RETURN, layouts_for
 
 TEMPLATE = "ksnoop.bpf.c"  # package data next to this module
@@ -151,10 +151,14 @@ def _capture(ev, at_return, fail, indent, copy=True):
     (aggregate.py reads only the numbers and pointers it keys on).
     """
     mine = [(i, s) for i, s in enumerate(ev.slots) if s.value.at_return == at_return]
-    checks = sorted(((p.seq, k, i, s, p) for i, s in mine for k, p in enumerate(s.value.preds)),
-                    key=lambda c: c[:2])
-    out, fetched = [], set()
+    checks = [(p.seq, k, i, s, p) for i, s in mine for k, p in enumerate(s.value.preds)]
+    checks += [(c.seq, 0, -1, None, c) for c in ev.conds if c.at_return == at_return]
+    checks.sort(key=lambda c: c[:2])
+    out, fetched, copied = [], set(), set()
     for _, _, i, slot, pred in checks:
+        if slot is None:  # a condition item
+            out += _condition(ev, pred, at_return, fail, indent, fetched, copied)
+            continue
         v = slot.value
         if i not in fetched:
             fetched.add(i)
@@ -170,9 +174,89 @@ def _capture(ev, at_return, fail, indent, copy=True):
     for i, slot in mine:
         if i not in fetched:
             out += _fetch(slot, i, indent)
-        if copy:
+        if copy and i not in copied:
             out += _copy(slot, i, indent)
     return out
+
+
+def _tests(node):
+    """The Test leaves of a condition tree, left to right."""
+    if isinstance(node, Test):
+        return [node]
+    if isinstance(node, NotCond):
+        return _tests(node.expr)
+    return _tests(node.left) + _tests(node.right)
+
+
+def _condition(ev, cond, at_return, fail, indent, fetched, copied):
+    """Code that reads every value a condition names (once, into the event) and
+    runs ``fail`` unless it holds.  An unreadable value makes its tests false."""
+    index = {s.value.name: i for i, s in enumerate(ev.slots)}
+    out = [f"{indent}{{"]
+    inner = indent + "\t"
+    globs = {}
+    for t in _tests(cond.expr):
+        i = index[t.value]
+        slot = ev.slots[i]
+        if slot.value.at_return == at_return:  # the other side's values are in the stash
+            if i not in fetched:
+                fetched.add(i)
+                out += _fetch(slot, i, inner)
+            if isinstance(t.pred.value, bytes) and slot.value.kind == STRING and i not in copied:
+                copied.add(i)
+                out += _copy(slot, i, inner)
+        if t.pred.op == "~" and id(t) not in globs:
+            var = f"g{len(globs)}"
+            globs[id(t)] = var
+            out.append(f"{inner}int {var} = 0;")
+            out.append(f"{inner}if ({_readable(slot, i)}) {{")
+            out += glob_match(t.pred.value, f"e->v{i}_data", slot.size, var, inner + "\t")
+            out.append(f"{inner}}}")
+    out.append(f"{inner}if (!({_cond_c(cond.expr, ev, index, globs)})) {fail}")
+    out.append(f"{indent}}}")
+    return out
+
+
+def _readable(slot, i):
+    """C: value ``i`` was read (a string: its pointer was not NULL and it was copied)."""
+    v = slot.value
+    if v.kind == SCALAR and v.read_off < 0:
+        return "1"
+    if v.kind == STRING:
+        return f"(e->v{i}_ptr && e->v{i}_status > 0)"
+    return f"(e->v{i}_status >= 0)"
+
+
+def _cond_c(node, ev, index, globs):
+    """A condition tree as one C boolean expression over the event's slots."""
+    if isinstance(node, NotCond):
+        return f"!({_cond_c(node.expr, ev, index, globs)})"
+    if isinstance(node, LogicCond):
+        return f"({_cond_c(node.left, ev, index, globs)} {node.op} {_cond_c(node.right, ev, index, globs)})"
+    i = index[node.value]
+    slot, p = ev.slots[i], node.pred
+    ok = _readable(slot, i)
+    if p.op == "~":
+        return f"({ok} && {globs[id(node)]})"
+    if isinstance(p.value, bytes):
+        same = _string_equals(slot, i, p.value)
+        return f"({ok} && {same})" if p.op == "==" else f"({ok} && !{same})"
+    v = slot.value
+    operand = _operand(slot, i) if v.kind not in (DEREF, STRING) else f"e->v{i}_ptr"
+    if p.mask is not None:
+        return f"({ok} && (((u64){operand} & {p.mask}ULL) {p.op} {p.value & ((1 << 64) - 1)}ULL))"
+    assert p.op in _OPS
+    return f"({ok} && (({v.ctype}){operand} {p.op} {_const(p.value, v.ctype)}))"
+
+
+def _string_equals(slot, i, text):
+    """C: the captured string (or char array) of slot ``i`` is exactly ``text``."""
+    parts = [f"e->v{i}_data[{k}] == {b}" for k, b in enumerate(text)]
+    if slot.value.kind == STRING:
+        parts.insert(0, f"e->v{i}_status == {len(text) + 1}")  # bytes copied, NUL included
+    elif len(text) < slot.size:
+        parts.append(f"e->v{i}_data[{len(text)}] == 0")
+    return "(" + " && ".join(parts) + ")"
 
 
 def _with_header(lines, header):

@@ -154,6 +154,9 @@ def describe_plan(plan):
                 size = f", up to {v.size - 1} bytes" if v.kind == STRING else size
                 out.append(f"  {label:6} {v.name}: {type_name(fp.btf, v.type_id)} ({v.kind}{size})"
                            + (f" if {preds}" if preds else ""))
+        for cond in getattr(fp, "conds", ()):
+            out.append(f"  {'return' if cond.at_return else 'entry':6} condition: "
+                       f"{terminal_text(cond.text)}")
         for note in fp.notes:
             out.append(f"  not traced: {note}")
     return "\n".join(out)

@@ -17,11 +17,44 @@ SCALAR, MEMORY, DEREF, STRING, REGS = "scalar", "memory", "deref", "string", "re
 
 @dataclass(frozen=True)
 class Pred:
-    op: str
-    value: int  # already in range for ctype
+    op: str  # == != > >= < <=, or ~ (a glob, on strings)
+    value: object  # int, already in range for ctype; bytes for a string comparison
     pos: int
     end: int
     seq: int = 0  # place among the function's values as written: predicates run in this order
+    mask: object = None  # int: the comparison is on (value & mask)
+    text: str = ""  # as written, for --dry-run
+
+
+@dataclass(frozen=True)
+class Test:
+    """A leaf of a condition: one comparison on one value (by its name)."""
+
+    value: str  # Value.name
+    pred: Pred
+
+
+@dataclass(frozen=True)
+class NotCond:
+    expr: object
+
+
+@dataclass(frozen=True)
+class LogicCond:
+    op: str  # "&&" or "||"
+    left: object
+    right: object
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A condition item of the spec.  Decided at entry, or at return when it
+    names a return value (then entry values come from the stash)."""
+
+    expr: object  # Test / NotCond / LogicCond
+    at_return: bool
+    seq: int  # place among the spec's items: conditions and predicates run in this order
+    text: str  # as written
 
 
 @dataclass(frozen=True)
@@ -59,6 +92,7 @@ class FuncPlan:
     notes: tuple = ()  # arguments left out of the default set, and why
     probe: str = KPROBE  # KPROBE or TRACEPOINT
     target: str = ""  # what is attached to: the function or tracepoint name
+    conds: tuple = ()  # Condition items (all must hold, with every predicate)
 
 
 @dataclass(frozen=True)

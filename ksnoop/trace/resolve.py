@@ -8,6 +8,7 @@ constants are checked against the value's C type here, so generated C never
 sees a literal that does not fit.
 """
 
+import errno
 import fnmatch
 from dataclasses import replace
 
@@ -18,14 +19,60 @@ from ..errors import SpecError, SymbolError
 from ..kernel import callconv
 from ..kernel.arch import current as current_arch
 from ..kernel.functions import find_function, find_tracepoint, function_names
-from .plan import DEREF, KPROBE, MEMORY, REGS, SCALAR, STRING, TRACEPOINT, FuncPlan, Pred, TracePlan, Value
-from .spec import RETURN
+from .plan import (
+    DEREF,
+    KPROBE,
+    MEMORY,
+    REGS,
+    SCALAR,
+    STRING,
+    TRACEPOINT,
+    Condition,
+    FuncPlan,
+    LogicCond,
+    NotCond,
+    Pred,
+    Test,
+    TracePlan,
+    Value,
+)
+from .spec import RETURN, CondSpec, Logic, Not
 from .spec import TRACEPOINT as TRACEPOINT_SPEC
 
 DEFAULT_LIMIT = 2048
 STRING_LIMIT = 256
 
 _SCALAR_KINDS = (Kind.INT, Kind.ENUM, Kind.ENUM64, Kind.PTR)
+_ERRNO = {name: code for code, name in errno.errorcode.items()}  # Linux's errno names
+
+
+def _is_string_value(btf, val):
+    """A char * (STRING) or a char array in memory."""
+    if val.kind == STRING:
+        return True
+    if val.kind != MEMORY:
+        return False
+    t = btf[btf.resolve(val.type_id)]
+    if t.kind != Kind.ARRAY:
+        return False
+    elem = btf[btf.resolve(t.elem_type)]
+    return elem.kind == Kind.INT and elem.size == 1
+
+
+_ENUMS = {}
+
+
+def enum_constant(btf, name):
+    """The value of the enum constant ``name`` anywhere in ``btf`` (None if absent
+    or if several enums give it different values)."""
+    if _ENUMS.get("btf") is not btf:
+        found = {}
+        for tid in list(btf.ids(Kind.ENUM)) + list(btf.ids(Kind.ENUM64)):
+            for e in btf[tid].values:
+                found.setdefault(e.name, set()).add(e.value)
+        _ENUMS.update(btf=btf, values=found)
+    values = _ENUMS["values"].get(name)
+    return next(iter(values)) if values and len(values) == 1 else None
 
 
 def _ctype(btf, tid):
@@ -99,6 +146,7 @@ class _Resolver:
         self.limit = limit
         self.arch = arch
         self._arg = arch.arg  # C expression of argument i of the probe being resolved
+        self._btf = None  # the BTF of the probe being resolved
 
     def tracepoint(self, spec, index):
         """A tracepoint: its arguments are the u64s of a raw tracepoint's context."""
@@ -116,6 +164,7 @@ class _Resolver:
             else:
                 slots.append(callconv.ArgSlot(i, name, tid, (i,)))
         self._arg = _raw_tp_arg
+        self._btf = btf
         label = spec.label
         plan = dict(index=index, name=label, module=tp.module, addr=0, btf=btf, probe=TRACEPOINT,
                     target=tp.name)
@@ -124,17 +173,54 @@ class _Resolver:
                           if s.traceable)
             notes = tuple(f"{s.name}: {s.why}" for s in slots if not s.traceable)
             return FuncPlan(entry=entry, notes=notes, **plan)
-        entry = {}
-        for seq, vs in enumerate(spec.values):
-            if vs.is_return:
-                raise spec.error(f"{label} is a tracepoint: it has no return value", vs.pos, len(RETURN))
-            val = self._argument(spec, label, btf, slots, vs)
+        for item in spec.values:
+            for vs in item.refs():
+                if vs.is_return:
+                    raise spec.error(f"{label} is a tracepoint: it has no return value", vs.pos,
+                                     len(RETURN))
+        entry, _ret, conds = self._items(spec, lambda vs: self._argument(spec, label, btf, slots, vs))
+        return FuncPlan(entry=entry, conds=conds, **plan)
+
+    def _items(self, spec, value_of):
+        """(entry Values, return Values, Conditions) of an explicit value list.
+
+        One Value per distinct value (read once); predicates and conditions
+        carry their place in the spec (seq) so that codegen tests them in the
+        order written.  A condition shows every value it names."""
+        entry, ret, conds = {}, {}, []
+        for seq, item in enumerate(spec.values):
+            p = getattr(item, "predicate", None)
+            if p is not None and (p.is_string or p.op == "~"):
+                item = CondSpec(item, item.pos, item.end)  # string tests run as conditions
+            if isinstance(item, CondSpec):
+                tests = {}
+                for vs in item.refs():
+                    target = ret if vs.is_return else entry
+                    bare = replace(vs, predicate=None)
+                    if vs.path not in target:
+                        target[vs.path] = value_of(bare)
+                    if vs.predicate is not None:
+                        tests[id(vs)] = self._pred(spec, target[vs.path], vs)
+                expr = self._cond(item.expr, tests)
+                conds.append(Condition(expr, item.is_return, seq, spec.text[item.pos:item.end]))
+                continue
+            target = ret if item.is_return else entry
+            val = value_of(item)
             val = replace(val, preds=tuple(replace(p, seq=seq) for p in val.preds))
-            prev = entry.get(val.name)
+            prev = target.get(val.name)
             if prev is not None:
                 val = replace(prev, preds=prev.preds + val.preds)
-            entry[val.name] = val
-        return FuncPlan(entry=tuple(entry.values()), **plan)
+            target[val.name] = val
+        return tuple(entry.values()), tuple(ret.values()), tuple(conds)
+
+    def _cond(self, node, tests):
+        """The plan's condition tree for a parsed one (tests: resolved predicates)."""
+        if isinstance(node, Not):
+            return NotCond(self._cond(node.expr, tests))
+        if isinstance(node, Logic):
+            return LogicCond(node.op, self._cond(node.left, tests), self._cond(node.right, tests))
+        pred = tests.get(id(node)) or Pred("!=", 0, node.pos, node.end, text=f"{node.path} != 0")
+        return Test(node.path, pred)
 
     def function(self, spec, index):
         if spec.probe == TRACEPOINT_SPEC:
@@ -152,21 +238,12 @@ class _Resolver:
             except SymbolError as e:
                 raise SymbolError(f"{e}; it cannot be traced") from None
         btf, proto = fn.btf, fn.proto
+        self._btf = btf
         slots = callconv.assign(btf, proto, self.arch.machine)
         if not spec.explicit:
             return self._default(spec, index, fn, addr, slots)
-        # One Value per distinct value (read once); its predicates carry their
-        # place in the spec (seq) so that codegen tests them in the order written.
-        entry, ret = {}, {}
-        for seq, vs in enumerate(spec.values):
-            target = ret if vs.is_return else entry
-            val = self.value(spec, fn, slots, vs)
-            val = replace(val, preds=tuple(replace(p, seq=seq) for p in val.preds))
-            prev = target.get(val.name)
-            if prev is not None:
-                val = replace(prev, preds=prev.preds + val.preds)
-            target[val.name] = val
-        return self._plan(index, fn, addr, tuple(entry.values()), tuple(ret.values()))
+        entry, ret, conds = self._items(spec, lambda vs: self.value(spec, fn, slots, vs))
+        return self._plan(index, fn, addr, entry, ret, conds=conds)
 
     def _default(self, spec, index, fn, addr, slots):
         btf, entry, notes = fn.btf, [], []
@@ -184,10 +261,11 @@ class _Resolver:
             ret = (self._return(btf, fn.return_type, RETURN),)
         return self._plan(index, fn, addr, tuple(entry), ret, tuple(notes))
 
-    def _plan(self, index, fn, addr, entry, ret, notes=()):
-        stash = bool(entry and ret and (any(v.preds for v in entry) or any(v.preds for v in ret)))
+    def _plan(self, index, fn, addr, entry, ret, notes=(), conds=()):
+        stash = bool(entry and ret and (any(v.preds for v in entry) or any(v.preds for v in ret)
+                                        or conds))
         return FuncPlan(index, fn.name, fn.module, addr, fn.btf, entry, ret, stash, notes,
-                        probe=KPROBE, target=fn.name)
+                        probe=KPROBE, target=fn.name, conds=conds)
 
     def value(self, spec, fn, slots, vs):
         btf = fn.btf
@@ -264,7 +342,23 @@ class _Resolver:
         for step in vs.steps:
             cur = btf[btf.resolve(tid)]
             if bit_info is not None:
-                raise spec.error(f"{path} is a bitfield: it has no members", step.pos, len(step.name))
+                raise spec.error(f"{path} is a bitfield: it has no members", step.pos,
+                                 len(step.name or step.text))
+            if step.index is not None:
+                if cur.kind != Kind.ARRAY:
+                    raise spec.error(f"'{step.text}' needs an array, but {path} is "
+                                     f"'{type_name(btf, tid)}'", step.op_pos, len(step.text))
+                if not in_memory:
+                    raise spec.error(f"{path} is passed by value in registers; '[]' on it is not "
+                                     "supported", step.op_pos, len(step.text))
+                if step.index >= cur.nelems:
+                    raise spec.error(f"index {step.index} is out of bounds for {path} "
+                                     f"('{type_name(btf, tid)}' has {cur.nelems} elements)",
+                                     step.pos, len(str(step.index)))
+                off += step.index * btf.size_of(cur.elem_type)
+                tid = cur.elem_type
+                path += step.text
+                continue
             if step.deref:
                 if cur.kind != Kind.PTR or btf[btf.resolve(cur.type)].kind not in (Kind.STRUCT, Kind.UNION):
                     raise spec.error(f"'->' needs a pointer to a struct or union, but {path} is "
@@ -303,7 +397,7 @@ class _Resolver:
                     raise spec.error(f"member '{step.name}' is not byte aligned", step.pos, len(step.name))
                 off += bit_off // 8
             tid = member.type
-            path += ("->" if step.deref else ".") + step.name
+            path += step.text
         reg = val.reg
         final = btf[btf.resolve(tid)]
         if bit_info is not None:
@@ -326,25 +420,67 @@ class _Resolver:
         full = btf.size_of(tid)
         if not full:
             raise spec.error(f"{path} has type '{type_name(btf, tid)}', which has no size",
-                             vs.steps[-1].pos, len(vs.steps[-1].name))
+                             vs.steps[-1].pos, len(vs.steps[-1].name or vs.steps[-1].text))
         return Value(path, val.at_return, MEMORY, tid, tid, reg, hops=tuple(hops), read_off=off,
                      size=min(full, self.limit), full_size=full, user=user)
 
     def _predicate(self, spec, btf, val, vs):
+        return replace(val, preds=(self._pred(spec, val, vs),))
+
+    def _pred(self, spec, val, vs):
+        """The plan's Pred for ``vs``'s comparison on the resolved value ``val``:
+        names looked up, strings and masks checked against the value's type."""
         p = vs.predicate
-        if val.kind in (MEMORY, REGS):
-            raise spec.error(f"{vs.path} is '{type_name(btf, val.type_id)}', not a number: "
-                             "it cannot be compared", p.pos, len(p.op))
+        btf = self._btf
         what = type_name(btf, val.type_id)
+        lit_pos = p.end - len(p.literal) if p.literal else p.pos
+        lit_len = len(p.literal) or 1
+        text = f"{vs.path} {p.op} {p.literal}" if p.literal else f"({vs.path} & {p.mask})"
+        if p.is_string or p.op == "~":
+            if not _is_string_value(btf, val):
+                raise spec.error(f"{vs.path} is '{what}', not a string: it cannot be compared "
+                                 "with a string", p.pos, len(p.op))
+            if p.op == "~" and not p.is_string:
+                raise spec.error("'~' matches a string against a glob in double quotes",
+                                 lit_pos, lit_len)
+            cap = val.size - 1 if val.kind == STRING else val.size
+            if p.op != "~" and len(p.value) > cap:
+                raise spec.error(f"the string is longer than {vs.path} can hold ({cap} bytes)",
+                                 lit_pos, lit_len)
+            if b"\0" in p.value:
+                raise spec.error("a string to compare must not hold a NUL byte", lit_pos, lit_len)
+            return Pred(p.op, p.value, p.pos, p.end, text=text)
+        if val.kind in (MEMORY, REGS):
+            raise spec.error(f"{vs.path} is '{what}', not a number: it cannot be compared",
+                             p.pos, len(p.op) if p.literal else 1)
+        value = p.value if p.name == "" else self._name_value(spec, val, p, lit_pos, lit_len)
         if val.bitfield is not None:
             lo, hi = val.bitfield.lo, val.bitfield.hi
             what += f":{val.bitfield.width}"
         else:
             _, lo, hi = _ctype(btf, val.type_id)
-        if not lo <= p.value <= hi:
+        if p.mask is not None and not 0 <= p.mask <= max(hi, (1 << 64) - 1):
+            raise spec.error(f"the mask does not fit {vs.path} ('{what}')", p.pos, 1)
+        if not lo <= value <= hi:
             raise spec.error(f"{p.literal} is out of range for {vs.path} ('{what}': {lo}..{hi})",
-                             p.end - len(p.literal), len(p.literal))
-        return replace(val, preds=(Pred(p.op, p.value, p.pos, p.end),))
+                             lit_pos, lit_len)
+        return Pred(p.op, value, p.pos, p.end, mask=p.mask, text=text)
+
+    def _name_value(self, spec, val, p, pos, length):
+        """The number an enum constant or errno name stands for."""
+        btf = self._btf
+        own = btf[btf.resolve(val.type_id)]
+        value = None
+        if own.kind in (Kind.ENUM, Kind.ENUM64):
+            value = next((e.value for e in own.values if e.name == p.name), None)
+        if value is None and p.name in _ERRNO:
+            value = _ERRNO[p.name]
+        if value is None:
+            value = enum_constant(btf, p.name)
+        if value is None:
+            raise spec.error(f"'{p.name}' is neither an enum constant nor an errno name",
+                             pos + (1 if p.neg else 0), length - (1 if p.neg else 0))
+        return -value if p.neg else value
 
 
 def _short(names, limit=120):
@@ -375,7 +511,7 @@ def _pattern_matches(kernel, spec):
 def _missing_names(fn, spec):
     """Why ``fn`` cannot take ``spec``'s values, by name only (None if it might)."""
     params = {p.name for p in fn.proto.params if p.name}
-    for vs in spec.values:
+    for vs in (ref for item in spec.values for ref in item.refs()):
         if vs.is_return and fn.return_type == 0:
             return "returns void"
         if not vs.is_return and vs.base not in params:

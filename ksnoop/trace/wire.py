@@ -49,6 +49,7 @@ class EventLayout:
     kind: int
     slots: tuple
     size: int
+    conds: tuple = ()  # the function's Conditions, decided while the event is filled
 
     @property
     def c_name(self):
@@ -76,21 +77,22 @@ def _align8(n):
     return (n + 7) & ~7
 
 
-def event_layout(func_index, kind, values):
+def event_layout(func_index, kind, values, conds=()):
     offset, slots = HEADER_SIZE, []
     for v in values:
         slot, offset = _slot(v, offset)
         slots.append(slot)
-    return EventLayout(func_index, kind, tuple(slots), offset)
+    return EventLayout(func_index, kind, tuple(slots), offset, tuple(conds))
 
 
 def layouts_for(fp):
     """The event layouts one function's programs emit."""
+    conds = getattr(fp, "conds", ())
     if fp.stash:
-        return [event_layout(fp.index, CALL, fp.entry + fp.ret)]
+        return [event_layout(fp.index, CALL, fp.entry + fp.ret, conds)]
     out = []
     if fp.entry:
-        out.append(event_layout(fp.index, ENTRY, fp.entry))
+        out.append(event_layout(fp.index, ENTRY, fp.entry, [c for c in conds if not c.at_return]))
     if fp.ret:
-        out.append(event_layout(fp.index, RETURN, fp.ret))
+        out.append(event_layout(fp.index, RETURN, fp.ret, [c for c in conds if c.at_return]))
     return out

@@ -263,3 +263,65 @@ def test_cgroup_filter_keeps_tasks_in_a_fresh_cgroup(loop, tmp_path):
         assert _only_workload(out, r.work.pid) and len(out.splitlines()) == 25, out
     finally:
         os.rmdir(group)
+
+
+def _lines(loop, spec, count=30, rate=0, args=()):
+    r = Run(loop, count, rate=rate, spec=spec, args=("-o", "line", *args))
+    r.go()
+    time.sleep(0.4)
+    out, err = r.stop()
+    assert r.ks.returncode == 0, err
+    return out.splitlines()
+
+
+@pytest.mark.parametrize("spec,expect", [
+    ("tp:sys_enter(id > 109 && id < 111)", 30),            # a compound range keeps the middle
+    ("tp:sys_enter(id == 110 || id == 999)", 30),           # ||
+    ("tp:sys_enter((id & 0xfe) == 110)", 30),               # a masked compare (110 & 0xfe == 110)
+    ("tp:sys_enter(id & 0x1 && id == 110)", 0),             # a bit test: 110 is even
+    ("tp:sys_enter(!(id != 110))", 30),                     # negation
+])
+def test_conditions_on_real_events(loop, spec, expect):
+    lines = _lines(loop, spec)
+    assert len(lines) == expect, lines[:5]
+    assert all("tp:sys_enter(id = (long int)110)" in ln for ln in lines)
+
+
+def test_negation_keeps_the_other_syscalls(loop):
+    """The paced workload also sleeps and writes: !(id == 110) keeps only those."""
+    lines = _lines(loop, "tp:sys_enter(!(id == 110))", count=300, rate=3000)
+    assert lines and not any("(long int)110)" in ln for ln in lines)
+
+
+@pytest.mark.parametrize("cond", ['prev->comm == "syscall_loop"', 'prev->comm ~ "sys*lo?p"',
+                                  'prev->comm != "other" && prev->pid > 0'])
+def test_string_conditions_on_sched_switch(loop, cond):
+    """A paced workload sleeps between batches: each sleep is a switch away from it."""
+    lines = _lines(loop, f"tp:sched_switch({cond})", count=640, rate=6400)
+    assert len(lines) >= 5, lines
+    assert all('prev->comm = (char[16])"syscall_loop"' in ln for ln in lines)
+
+
+def test_string_condition_that_matches_nothing(loop):
+    assert _lines(loop, 'tp:sched_switch(prev->comm == "syscall_lo")', count=640, rate=6400) == []
+
+
+def test_errno_names_as_literals():
+    """sys_exit(ret == -ENOENT): a process opening a missing file N times."""
+    code = ("import sys\nsys.stdin.readline()\nfor i in range(7):\n    try:\n"
+            "        open('/nonexistent/ksnoop-test')\n    except OSError:\n        pass\n")
+    work = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, text=True)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    ks = subprocess.Popen([sys.executable, "-m", "ksnoop", "trace", "-o", "json", "-p", str(work.pid),
+                           "tp:sys_exit(ret == -ENOENT)"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env)
+    for line in ks.stderr:
+        if line.startswith("ksnoop: tracing"):
+            break
+    work.communicate("\n", timeout=60)
+    time.sleep(0.4)
+    ks.send_signal(signal.SIGINT)
+    out, err = ks.communicate(timeout=60)
+    events = [json.loads(line) for line in out.splitlines()]
+    assert len(events) >= 7, err
+    assert all(e["values"]["ret"] in (-2, "-ENOENT") for e in events)

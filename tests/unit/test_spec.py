@@ -1,3 +1,4 @@
+import re
 """The trace spec parser: accepted forms, and every error with its exact text and span."""
 
 import pytest
@@ -114,8 +115,8 @@ ERRORS = [
     ("f(a => 1)", "'=' is not a comparison; use '=='", 4, 1),
     ("f(a !== 1)", "'=' is not a comparison; use '=='", 6, 1),
     ("f(a $ 1)", "unexpected character '$'", 4, 1),
-    ("f(a!1)", "unexpected character '!'", 3, 1),
-    ("f[a]", "unexpected character '['", 1, 1),
+    ("f(a!1)", "expected ',' or ')', found '!'", 3, 1),
+    ("f[a]", "unexpected '[' after the spec", 1, 1),
     ("f(a - > b)", "expected '->' or a number after '-'", 4, 1),
     ("f(a == --1)", "expected '->' or a number after '-'", 7, 1),
     ("f(", "expected an argument name or 'return', found end of spec", 2, 1),
@@ -129,9 +130,9 @@ ERRORS = [
     ("f(a->)", "expected a member name, found ')'", 5, 1),
     ("f(a.)", "expected a member name, found ')'", 4, 1),
     ("f(a->1)", "expected a member name, found '1'", 5, 1),
-    ("f(a ==)", "expected a number after '==', found ')'", 6, 1),
-    ("f(a == b)", "expected a number after '==', found 'b'", 7, 1),
-    ("f(a <", "expected a number after '<', found end of spec", 5, 1),
+    ("f(a ==)", "expected a number, a name or a string after '==', found ')'", 6, 1),
+    ("f(a == return)", "expected a number, a name or a string after '==', found 'return'", 7, 6),
+    ("f(a <", "expected a number, a name or a string after '<', found end of spec", 5, 1),
     ("f(a) x", "unexpected 'x' after the spec", 5, 1),
     ("f(a))", "unexpected ')' after the spec", 4, 1),
     ("f)", "unexpected ')' after the spec", 1, 1),
@@ -220,3 +221,53 @@ def test_probe_targets(text, probe, func, label):
     assert (s.probe, s.func, s.label) == (probe, func, label)
     assert text[s.func_pos:s.func_pos + len(s.func)] == func
     assert s.is_pattern == ("*" in func)
+
+
+def _item(text):
+    (item,) = parse(f"f({text})").values
+    return item
+
+
+def test_conditions_make_trees_and_name_their_values():
+    from ksnoop.trace.spec import CondSpec, Logic, Not, ValueSpec
+
+    c = _item("len > 100 && len < 300 || !(flags == 2)")
+    assert isinstance(c, CondSpec)
+    assert isinstance(c.expr, Logic) and c.expr.op == "||"
+    assert isinstance(c.expr.left, Logic) and c.expr.left.op == "&&"
+    assert isinstance(c.expr.right, Not)
+    assert [r.path for r in c.refs()] == ["len", "len", "flags"]
+    assert isinstance(_item("skb->len > 5"), ValueSpec)  # one comparison stays a value
+
+
+def test_bit_tests_and_masked_compares():
+    t = _item("how->flags & 0x40")
+    assert t.expr.predicate.mask == 0x40 and (t.expr.predicate.op, t.expr.predicate.value) == ("!=", 0)
+    m = _item("(how->flags & 3) == 1")
+    p = m.expr.predicate
+    assert (p.mask, p.op, p.value) == (3, "==", 1)
+
+
+def test_names_strings_and_indexes():
+    p = _item("return == -ENOENT").predicate
+    assert (p.name, p.neg, p.value) == ("ENOENT", True, None)
+    s = _item('skb->dev->name == "lo"').predicate
+    assert s.value == b"lo" and s.is_string
+    g = _item(r'filename ~ "/etc/\x2a*"').predicate
+    assert g.op == "~" and g.value == b"/etc/**"
+    v = _item("req->iov[1].iov_len")
+    assert v.path == "req->iov[1].iov_len" and v.steps[1].index == 1
+
+
+@pytest.mark.parametrize("text,message", [
+    ("!a > 5", "'!' applies to what follows it"),
+    ("a & 3 == 1", "write (x & N) OP value"),
+    ("(a > 1) == 2", "only a masked value"),
+    ('a > "x"', "does not compare strings"),
+    ('a == "unterminated', "unterminated string"),
+    (r'a == "\q"', "unknown escape"),
+    ("a[-1]", "must not be negative"),
+])
+def test_condition_errors(text, message):
+    with pytest.raises(SpecError, match=re.escape(message)):
+        parse(f"f({text})")
