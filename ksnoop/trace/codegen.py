@@ -120,8 +120,15 @@ def _copy(slot, i, indent):
     """Code that copies what a fetched pointer points to (DEREF, STRING); nothing else."""
     v = slot.value
     f = f"e->v{i}"
+    if v.kind == STRING and not v.user:
+        # A char * into the user half of the address space (the top bit clear on
+        # x86_64 and arm64) is read as a user string, any other as a kernel one:
+        # do_sys_openat2(filename) shows the path whatever BTF says of the pointer.
+        return [f"{indent}if (!{f}_status && {f}_ptr) {f}_status = (s64){f}_ptr >= 0 ? "
+                f"bpf_probe_read_user_str({f}_data, {slot.size}, (void *)({f}_ptr + {v.read_off})) : "
+                f"bpf_probe_read_kernel_str({f}_data, {slot.size}, (void *)({f}_ptr + {v.read_off}));"]
     if v.kind == STRING:
-        fn = "bpf_probe_read_user_str" if v.user else "bpf_probe_read_kernel_str"
+        fn = "bpf_probe_read_user_str"
     elif v.kind == DEREF:
         fn = _read(v)
     else:
