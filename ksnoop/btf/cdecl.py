@@ -3,6 +3,13 @@
 Qualifiers (const, volatile, restrict) and type tags are not printed, as in
 the reference ksnoop; everything else is valid C, including pointers to
 arrays and to functions, anonymous aggregates and variadic prototypes.
+
+Bounded on any BTF: a declarator follows at most MAX_CHAIN pointers, arrays,
+qualifiers and prototypes, prototypes nest (through their parameters) at most
+MAX_NESTING deep, and one declaration takes at most MAX_STEPS steps and
+MAX_TEXT characters; past any of these (a loop, or crafted BTF) it is a
+BTFError.  In vmlinux 6.18 no declaration takes more than 77 steps or nests
+prototypes more than 2 deep, and the longest prototype is 819 characters.
 """
 
 from ..errors import BTFError
@@ -22,9 +29,34 @@ def base_name(btf, t):
     return t.name or f"<{t.kind.name.lower()}>"
 
 
+MAX_CHAIN = 64
+MAX_NESTING = 16
+MAX_STEPS = 1 << 14
+MAX_TEXT = 1 << 16
+
+
+class _Budget:
+    __slots__ = ("steps", "tid")
+
+    def __init__(self, tid):
+        self.steps, self.tid = MAX_STEPS, tid
+
+    def spend(self, length):
+        """One more step, the text built so far ``length`` characters long."""
+        self.steps -= 1
+        if self.steps < 0 or length > MAX_TEXT:
+            raise BTFError(f"the C declaration of type {self.tid} is too long "
+                           f"(more than {MAX_STEPS} steps or {MAX_TEXT} characters)")
+
+
 def declare(btf, tid, inner=""):
     """A declaration of ``inner`` (a name, or "" for an abstract type) as type ``tid``."""
-    for _ in range(64):
+    return _declare(btf, tid, inner, _Budget(tid), 0)
+
+
+def _declare(btf, tid, inner, budget, nesting):
+    for _ in range(MAX_CHAIN):
+        budget.spend(len(inner))
         t = btf[tid]
         if t.kind in QUALIFIERS:
             tid = t.type
@@ -39,10 +71,11 @@ def declare(btf, tid, inner=""):
         elif t.kind == Kind.FUNC_PROTO:
             if inner.startswith("*"):
                 inner = f"({inner})"
-            inner = f"{inner}({param_list(btf, t, empty='void')})"
+            inner = f"{inner}({_params(btf, t, 'void', budget, nesting + 1)})"
             tid = t.type
         else:
             base = base_name(btf, t)
+            budget.spend(len(base) + len(inner))
             if not inner:
                 return base
             return f"{base}{inner}" if base.endswith("*") else f"{base} {inner}"
@@ -50,12 +83,22 @@ def declare(btf, tid, inner=""):
 
 
 def param_list(btf, proto, empty=""):
+    """The parameters of a FUNC_PROTO as C: ``struct net *net, int len``."""
+    return _params(btf, proto, empty, _Budget(proto.id), 0)
+
+
+def _params(btf, proto, empty, budget, nesting):
+    if nesting > MAX_NESTING:
+        raise BTFError(f"function prototypes nest more than {MAX_NESTING} deep at id {proto.id}")
     parts = []
+    length = 0
     for p in proto.params:
         if p.type == 0 and not p.name:
             parts.append("...")
         else:
-            parts.append(declare(btf, p.type, p.name))
+            parts.append(_declare(btf, p.type, p.name, budget, nesting))
+        length += len(parts[-1]) + 2
+        budget.spend(length)
     return ", ".join(parts) if parts else empty
 
 

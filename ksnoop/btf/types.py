@@ -370,8 +370,9 @@ class BTF:
         raise BTFError(f"{self._what()}: type chain loops at id {tid}")
 
     def size_of(self, tid):
-        """Byte size of a type (arrays multiplied out, pointers 8)."""
-        mult = 1
+        """Byte size of a type (arrays multiplied out, pointers 8).  A size past
+        4 GiB (array lengths that overflow, which the kernel refuses) is a BTFError."""
+        mult, top = 1, tid
         for _ in range(64):
             t = self[self.resolve(tid)]
             if t.kind == Kind.ARRAY:
@@ -379,8 +380,122 @@ class BTF:
                 tid = t.elem_type
                 continue
             if t.kind == Kind.PTR:
-                return 8 * mult
-            if t.kind in L.SIZED_KINDS:
-                return t.size * mult
-            return 0
+                size = 8 * mult
+            elif t.kind in L.SIZED_KINDS:
+                size = t.size * mult
+            else:
+                return 0
+            if size > MAX_SIZE:
+                raise BTFError(f"{self._what()}: {self.describe(top)} is larger than 4 GiB "
+                               f"({size} bytes: array lengths overflow)")
+            return size
         raise BTFError(f"{self._what()}: type chain loops at id {tid}")
+
+    def describe(self, tid):
+        """A type for messages: ``struct sk_buff (id 4242)``, ``array (id 7)``."""
+        t = self[tid]
+        kind = "enum" if t.kind == Kind.ENUM64 else t.kind.name.lower()
+        name = t.name if len(t.name) <= 64 else t.name[:61] + "..."
+        return f"{kind} {name} (id {tid})" if name else f"{kind} (id {tid})"
+
+    # ------------------------------------------------------------- validation
+    # What the kernel's BTF verifier refuses and the walkers of types
+    # (renderers, declarations, member search) must never meet: a type that
+    # contains itself by value, arrays past 4 GiB, members past the end of
+    # their struct, integers wider than their size.  Checked lazily, once
+    # per type, on the types reachable by value from the one asked about
+    # (pointers end the walk, so checking a type costs its own layout).
+    _checked = None  # type id -> nesting height, for types check() accepted
+
+    def check(self, tid):
+        """Raise BTFError unless ``tid`` and every type it contains by value (through
+        typedefs, qualifiers, array elements, members, variables) is well formed:
+        no loop, nesting at most MAX_NESTING deep, sizes that add up."""
+        done = self._checked
+        if done is None:
+            done = self._checked = {}
+        if tid in done:
+            return
+        stack = [[tid, self._contents(tid), 0]]  # [id, children left, height so far]
+        path = {tid}
+        while stack:
+            top = stack[-1]
+            if top[1]:
+                child = top[1].pop()
+                height = done.get(child)
+                if height is not None:
+                    top[2] = max(top[2], height + 1)
+                    continue
+                if child in path:
+                    loop = [f[0] for f in stack[[f[0] for f in stack].index(child):]] + [child]
+                    shown = " -> ".join(map(str, loop[:8])) + (" ..." if len(loop) > 8 else "")
+                    raise BTFError(f"{self._what()}: {self.describe(child)} contains itself "
+                                   f"(ids {shown})")
+                if len(stack) > MAX_NESTING:
+                    raise BTFError(f"{self._what()}: {self.describe(tid)} nests types more than "
+                                   f"{MAX_NESTING} levels deep")
+                path.add(child)
+                stack.append([child, self._contents(child), 0])
+                continue
+            stack.pop()
+            cur, height = top[0], top[2]
+            path.discard(cur)
+            if height > MAX_NESTING:
+                raise BTFError(f"{self._what()}: {self.describe(cur)} nests types more than "
+                               f"{MAX_NESTING} levels deep")
+            self._check_layout(cur)
+            done[cur] = height
+            if stack:
+                stack[-1][2] = max(stack[-1][2], height + 1)
+
+    def _contents(self, tid):
+        """Ids of the types a value of type ``tid`` is made of (not pointed to)."""
+        t = self[tid]
+        k = t.kind
+        if k in L.QUALIFIERS or k in (Kind.TYPEDEF, Kind.VAR):
+            return [t.type]
+        if k == Kind.ARRAY:
+            return [t.elem_type]
+        if k in (Kind.STRUCT, Kind.UNION, Kind.DATASEC):
+            return list(dict.fromkeys(m.type for m in t.members))
+        return []
+
+    def _check_layout(self, tid):
+        """The kernel verifier's size rules for one type whose contents are checked."""
+        t = self[tid]
+        k = t.kind
+        if k == Kind.ARRAY:
+            esize = self.size_of(t.elem_type)
+            if t.nelems * esize > MAX_SIZE:
+                raise BTFError(f"{self._what()}: {self.describe(tid)} of {t.nelems} elements of "
+                               f"{esize} bytes is larger than 4 GiB")
+        elif k in (Kind.STRUCT, Kind.UNION):
+            for m in t.members:
+                if m.bitfield_size:
+                    end = m.bit_offset + m.bitfield_size
+                else:
+                    r = self[self.resolve(m.type)]
+                    if r.kind == Kind.INT:  # an int member may use fewer bits than its size
+                        end = m.bit_offset + r.bit_offset + r.bits
+                    else:
+                        end = m.bit_offset + 8 * self.size_of(m.type)
+                if (end + 7) // 8 > t.size:
+                    name = f"member {m.name!r}" if m.name else "an anonymous member"
+                    raise BTFError(f"{self._what()}: {name} of {self.describe(tid)} ends at byte "
+                                   f"{(end + 7) // 8}, past its size {t.size}")
+        elif k in (Kind.ENUM, Kind.ENUM64):
+            if t.size not in (1, 2, 4, 8):
+                raise BTFError(f"{self._what()}: {self.describe(tid)} has size {t.size} "
+                               "(not 1, 2, 4 or 8)")
+        elif k == Kind.INT:
+            bits = t.bit_offset + t.bits
+            if bits > 128 or (bits + 7) // 8 > t.size:
+                raise BTFError(f"{self._what()}: {self.describe(tid)} has {t.bits} bits at bit "
+                               f"{t.bit_offset}, more than its size {t.size} holds")
+
+
+MAX_SIZE = 0xFFFFFFFF  # the kernel refuses types larger than U32_MAX bytes
+# How deep types may contain types (typedefs, qualifiers, arrays and members
+# each count one level); vmlinux 6.18's deepest is 32.  Renderers recurse once
+# per level, so this bounds their stack.
+MAX_NESTING = 64

@@ -30,6 +30,7 @@ class ArgSlot:
 
 def returned_in_memory(btf, tid):
     """An aggregate of more than 16 bytes is returned in memory the caller provides."""
+    btf.check(tid)  # layouts decide where values go: a type the kernel refuses is a BTFError
     t = btf[btf.resolve(tid)]
     return t.kind in (Kind.STRUCT, Kind.UNION) and btf.size_of(tid) > 16
 
@@ -43,6 +44,7 @@ def assign(btf, proto, arch="x86_64"):
     for i, p in enumerate(proto.params):
         if p.type == 0 and not p.name:
             break  # "..."
+        btf.check(p.type)
         t = btf[btf.resolve(p.type)]
         size = btf.size_of(p.type)
         if t.kind == Kind.FLOAT:

@@ -34,6 +34,7 @@ class Renderer:
         if not 0 < type_id < len(btf):
             raise RenderError(f"no type with id {type_id}")
         self.btf, self.type_id, self.style, self.flags = btf, type_id, style, flags
+        btf.check(type_id)  # a type the kernel would refuse (loops, bad sizes): BTFError
         self.size = btf.size_of(type_id)
         self._fast = None
         if style == "kernel":

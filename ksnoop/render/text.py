@@ -307,7 +307,8 @@ class _Frame:
         for _, items in groups:
             fmt, pos = "<", items[0][0]
             for off, code, _ in items:
-                fmt += "x" * (off - pos) + code
+                gap = off - pos
+                fmt += ("%dx" % gap if gap else "") + code
                 pos = off + struct.calcsize("<" + code)
             names = ", ".join(v for _, _, v in items)
             st = self.gen.const(struct.Struct(fmt), "S")
@@ -318,7 +319,7 @@ class _Frame:
 class _Gen:
     """Generates one Python function rendering one type in the ksnoop style."""
 
-    MAX_LINES = 60000
+    MAX_LINES = 60000  # members in the generated code
 
     def __init__(self, btf, flags, tree):
         self.s = tree.s
@@ -328,6 +329,17 @@ class _Gen:
                    "items_enum": items_enum, "items_str": items_str, "slow": tree.slow_member}
         self.n = 0
         self.lines = 0
+        # Values the generated code shows per call, counted as the decoder
+        # counts them (each loop multiplies its body): at most the decoder's
+        # budget for the type's size, so a call costs what a decode may.
+        self.mult = 1
+        self.cost = 0
+        self.limit = 0
+
+    def spend(self, values):
+        self.cost += self.mult * values
+        if self.cost > self.limit:
+            raise _TooBig()
 
     def fresh(self, prefix):
         self.n += 1
@@ -380,6 +392,7 @@ class _Gen:
         self.lines += 1
         if self.lines > self.MAX_LINES:
             raise _TooBig()
+        self.spend(1)
         t = s.decoder.resolve(tid)
         ind = s.ind(depth)
         k = t.kind
@@ -442,6 +455,7 @@ class _Gen:
         z = self.s.zero
         n = t.nelems
         it = self.fresh("t")
+        self.spend(n)
         if et.kind == Kind.ARRAY:  # array of char arrays
             w = self.s.decoder.size_of(t.elem_type)
             code.append(f"{pi}{it} = items_str([b[{fr.base} + {off} + i * {w}:{fr.base} + {off}"
@@ -500,7 +514,12 @@ class _Gen:
         code.append(f"{pi}for {i} in range({t.nelems}):")
         sub = _Frame(self, self.fresh("e"))
         body = []
-        self.element(sub, body, pi + "    ", t.elem_type, depth + 1, i, nx)
+        saved, self.mult = self.mult, self.mult * t.nelems
+        try:
+            self.spend(1)  # the loop itself runs once per element, even on empty ones
+            self.element(sub, body, pi + "    ", t.elem_type, depth + 1, i, nx)
+        finally:
+            self.mult = saved
         code.append(f"{pi}    {sub.base} = {fr.base} + {off} + {i} * {stride}")
         code.extend(pi + "    " + line for line in sub.header())
         code.extend(body)
@@ -557,6 +576,7 @@ class _Gen:
     def build(self, tid):
         s = self.s
         t = s.decoder.resolve(tid)
+        self.limit = D.value_budget(s.decoder.size_of(tid))
         fr = _Frame(self, "p")
         code = []
         label = s.top_label(tid)
@@ -593,6 +613,7 @@ class _TooBig(Exception):
 def compile_text(btf, tid, flags=0, tree=None):
     """A function ``render(buf, offset=0) -> str`` for full-size data, or None
     when the type is better served by the tree renderer (huge or odd types)."""
+    btf.check(tid)  # loops and impossible sizes are the BTF's fault: BTFError
     tree = tree or TreeText(btf, flags)
     try:
         return _Gen(btf, flags, tree).build(tid)

@@ -15,6 +15,14 @@ Nodes:
   Record(fields, is_union)                      fields: list of (member name or "", node)
   Missing(offset, size)                         not in the supplied bytes
   Opaque(kind)                                  a kind with no value (FUNC, FWD, void, ...)
+
+Bounded work on any BTF: a type is checked (``BTF.check``: no type that
+contains itself, nesting at most MAX_NESTING deep, sizes that add up) before
+its first decode; an array decodes only the elements that start inside the
+data, the rest become one ``Missing``; and one decode makes at most
+``value_budget(len(data))`` nodes (types whose members overlap, or arrays of
+empty structs, can hold far more values than bytes), past which it raises
+RenderError.
 """
 
 import struct
@@ -22,6 +30,7 @@ import struct
 from ..btf import Kind
 from ..btf import format as L
 from ..btf.bitfield import Bitfield
+from ..errors import RenderError
 
 _MODS = frozenset({Kind.TYPEDEF, Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TYPE_TAG})
 _FLOATS = {4: struct.Struct("<f"), 8: struct.Struct("<d")}
@@ -136,12 +145,28 @@ def _sext(v, bits):
     return v - (1 << bits) if v >> (bits - 1) else v
 
 
+# Values one decode (or one compiled render) may produce: real kernel types
+# have at most ~35 per byte (vmlinux 6.18: 77k values for its biggest, 96 KB;
+# 273 for an 8-byte union of 34 function pointers; 47 for an empty struct),
+# so this is generous for them and still bounds crafted types whose members
+# overlap by the thousand.
+BUDGET_BASE = 1 << 14
+BUDGET_PER_BYTE = 64
+
+
+def value_budget(nbytes):
+    """How many values a value of ``nbytes`` bytes may decode to."""
+    return BUDGET_BASE + BUDGET_PER_BYTE * max(nbytes, 0)
+
+
 class Decoder:
     """Decodes values of one BTF; caches per-type facts across calls."""
 
     def __init__(self, btf):
         self.btf = btf
         self._enums = {}
+        self._left = 0  # values the current decode may still make
+        self._top, self._nbytes = 0, 0  # the current decode's type and data size
 
     def resolve(self, tid):
         btf = self.btf
@@ -159,9 +184,19 @@ class Decoder:
         """The value of type ``tid`` at ``data[off:]``; bytes past ``end`` are missing."""
         if end is None:
             end = len(data)
+        self.btf.check(tid)
+        self._top, self._nbytes = tid, max(end - off, 0)
+        self._left = value_budget(self._nbytes)
         return self._node(tid, data, off, end)
 
+    def _over_budget(self):
+        return RenderError(f"{self.btf.describe(self._top)} holds more values than can be rendered "
+                           f"from {self._nbytes} bytes (over {value_budget(self._nbytes)})")
+
     def _node(self, tid, data, off, end):
+        self._left -= 1
+        if self._left < 0:
+            raise self._over_budget()
         t = self.resolve(tid)
         k = t.kind
         if k == Kind.STRUCT or k == Kind.UNION:
@@ -185,15 +220,22 @@ class Decoder:
                     return Missing(tid, off, t.nelems)
                 return String(tid, bytes(raw if nul < 0 else raw[:nul]), t.nelems)
             stride = self.size_of(t.elem_type)
-            if off >= end and t.nelems and stride:
-                return Missing(tid, off, stride * t.nelems)
-            return Array(tid, [self._node(t.elem_type, data, off + i * stride, end)
-                               for i in range(t.nelems)])
+            n = t.nelems
+            if off >= end and n and stride:
+                return Missing(tid, off, stride * n)
+            # Only the elements that start inside the data; the rest is one Missing.
+            present = min(n, -(-(end - off) // stride)) if stride else n
+            elems = [self._node(t.elem_type, data, off + i * stride, end) for i in range(present)]
+            if present < n:
+                elems.append(Missing(t.elem_type, off + present * stride, (n - present) * stride))
+            return Array(tid, elems)
         size = 8 if k == Kind.PTR else t.size
         if k not in (Kind.INT, Kind.PTR, Kind.ENUM, Kind.ENUM64, Kind.FLOAT):
             return Opaque(tid, k)
         if off + size > end:
             return Missing(tid, off, size)
+        if k == Kind.INT and not t.bits:
+            return Int(tid, 0, 0, t.signed, bool(t.encoding & L.INT_BOOL))  # a 0-bit integer
         raw = int.from_bytes(data[off:off + size], "little")
         if k == Kind.INT:
             bits = t.bits
@@ -218,6 +260,9 @@ class Decoder:
         return names
 
     def _bitfield(self, m, data, base, end):
+        self._left -= 1
+        if self._left < 0:
+            raise self._over_budget()
         bf = Bitfield.of_member(self.btf, m)
         start = base + bf.offset
         if start + bf.nbytes > end:

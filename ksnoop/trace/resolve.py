@@ -90,9 +90,17 @@ def _ctype(btf, tid):
     return f"u{bits}", 0, (1 << bits) - 1
 
 
-def find_member(btf, tid, name):
-    """(bit offset, Member) of ``name`` in a struct/union, searching anonymous members."""
+def find_member(btf, tid, name, _seen=None):
+    """(bit offset, Member) of ``name`` in a struct/union, searching anonymous members.
+    The type is checked first (no loops, bounded nesting) and each anonymous type is
+    searched once, so crafted BTF cannot make this recurse or fan out without end."""
+    if _seen is None:
+        btf.check(tid)
+        _seen = set()
     t = btf[btf.resolve(tid)]
+    if t.id in _seen:
+        return None
+    _seen.add(t.id)
     for m in t.members:
         if m.name == name:
             return m.bit_offset, m
@@ -100,7 +108,7 @@ def find_member(btf, tid, name):
         if not m.name:
             inner = btf[btf.resolve(m.type)]
             if inner.kind in (Kind.STRUCT, Kind.UNION):
-                found = find_member(btf, inner.id, name)
+                found = find_member(btf, inner.id, name, _seen)
                 if found:
                     return m.bit_offset + found[0], found[1]
     return None
