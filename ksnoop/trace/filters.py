@@ -78,6 +78,7 @@ def _nfa(raw):
                 out.append(f"\t\t\tif (c == {b}) n |= {bit} << 1;")
         out += ["\t" + line for line in closure("n")]
         out.append("\t\t\ts = n;")
+        out.append("\t\t\tif (!s) return 0;  /* no way left to match: reject early */")
         out.append("\t\t}")
     out.append(f"\t\tif (!(s & (1ULL << {m}))) return 0;")
     out.append("\t}")
@@ -87,7 +88,8 @@ def _nfa(raw):
 def comm_filter(pattern):
     """C lines that return 0 unless the current task's comm matches ``pattern``."""
     raw = check_comm_glob(pattern).encode("utf-8")
-    out = ["\tunion { char c[16]; u64 w[2]; } ksnoop_comm = {};",
+    # No initialiser: the helper writes all 16 bytes (the name, NUL-padded).
+    out = ["\tunion { char c[16]; u64 w[2]; } ksnoop_comm;",
            "\tbpf_get_current_comm(&ksnoop_comm.c, sizeof(ksnoop_comm.c));"]
     wild = [i for i, b in enumerate(raw) if b in b"*?"]
     if not wild:

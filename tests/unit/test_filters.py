@@ -24,7 +24,9 @@ def _program(patterns):
     """C with one match function per pattern, the filter's lines as generated."""
     out = ["#include <string.h>", "#include <stdio.h>", "typedef unsigned long long u64;",
            "typedef unsigned char u8;",
-           "#define bpf_get_current_comm(dst, n) strncpy((char *)(dst), name, (n) - 1)"]
+           # the kernel copies the name NUL-padded to all 16 bytes
+           "#define bpf_get_current_comm(dst, n) "
+           "(memset((dst), 0, (n)), strncpy((char *)(dst), name, (n) - 1))"]
     for i, p in enumerate(patterns):
         out.append(f"static int match{i}(const char *name) {{")
         out += comm_filter(p)
