@@ -56,6 +56,8 @@ def cli(ctx, debug):
     Commands (a unique prefix is enough; no command means "trace"):
       info    show functions' C prototypes and which arguments can be traced
       trace   trace calls of functions (the default)
+      count   count calls in the kernel, per function or per value (--by)
+      hist    power-of-two histograms of a value or of durations (--of)
       render  print raw bytes as a kernel type
       help    show help for a command
 
@@ -86,11 +88,13 @@ def help_cmd(ctx, command):
         click.echo(cmd.get_help(sub))
 
 
+from .count import count_cmd  # noqa: E402
+from .hist import hist_cmd  # noqa: E402
 from .info import info_cmd  # noqa: E402
 from .render import render_cmd  # noqa: E402
 from .trace import trace_cmd  # noqa: E402
 
-for _cmd in (info_cmd, trace_cmd, render_cmd):
+for _cmd in (info_cmd, trace_cmd, count_cmd, hist_cmd, render_cmd):
     cli.add_command(_cmd)
 
 

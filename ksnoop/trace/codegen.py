@@ -154,8 +154,9 @@ def _capture(ev, at_return, fail, indent, copy=True):
     fails the predicate.  Only then are the other values (and what predicated
     pointers point to) copied.  ``fail`` runs when a predicate is false; the
     event header is filled between the two phases (``$hdr`` in the result).
-    ``copy=False``: pointers are fetched but what they point to is not copied
-    (aggregate.py reads only the numbers and pointers it keys on).
+    ``copy``: False, or a set of value names: only those pointers' targets are
+    copied (aggregate.py reads the numbers and pointers it keys on, and what
+    its conditions compare).
     """
     mine = [(i, s) for i, s in enumerate(ev.slots) if s.value.at_return == at_return]
     checks = [(p.seq, k, i, s, p) for i, s in mine for k, p in enumerate(s.value.preds)]
@@ -181,7 +182,7 @@ def _capture(ev, at_return, fail, indent, copy=True):
     for i, slot in mine:
         if i not in fetched:
             out += _fetch(slot, i, indent)
-        if copy and i not in copied:
+        if (copy is True or (copy and slot.value.name in copy)) and i not in copied:
             out += _copy(slot, i, indent)
     return out
 

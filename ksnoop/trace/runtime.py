@@ -514,14 +514,17 @@ class Session:
         def total(value):
             return sum(value) if isinstance(value, ct.Array) else int(getattr(value, "value", value))
 
+        def raw(key):  # ctypes gives a plain int for an array's key
+            return bytes(table.Key(key)) if isinstance(key, int) else bytes(key)
+
         try:
-            return [(bytes(k), total(v)) for k, v in table.items_lookup_batch()]
+            return [(raw(k), total(v)) for k, v in table.items_lookup_batch()]
         except Exception:  # BCC: bare Exception when the kernel has no batch ops for the map
             out = []
             for k in list(table.keys()):
                 try:
-                    out.append((bytes(k), total(table.getvalue(k) if hasattr(table, "getvalue")
-                                                else table[k])))
+                    out.append((raw(k), total(table.getvalue(k) if hasattr(table, "getvalue")
+                                              else table[k])))
                 except KeyError:  # gone meanwhile
                     continue
             return out
