@@ -35,28 +35,22 @@ MAX_STEPS = 1 << 14
 MAX_TEXT = 1 << 16
 
 
-class _Budget:
-    __slots__ = ("steps", "tid")
-
-    def __init__(self, tid):
-        self.steps, self.tid = MAX_STEPS, tid
-
-    def spend(self, length):
-        """One more step, the text built so far ``length`` characters long."""
-        self.steps -= 1
-        if self.steps < 0 or length > MAX_TEXT:
-            raise BTFError(f"the C declaration of type {self.tid} is too long "
-                           f"(more than {MAX_STEPS} steps or {MAX_TEXT} characters)")
+def _too_long(budget):
+    return BTFError(f"the C declaration of type {budget[1]} is too long "
+                    f"(more than {MAX_STEPS} steps or {MAX_TEXT} characters)")
 
 
 def declare(btf, tid, inner=""):
     """A declaration of ``inner`` (a name, or "" for an abstract type) as type ``tid``."""
-    return _declare(btf, tid, inner, _Budget(tid), 0)
+    return _declare(btf, tid, inner, [MAX_STEPS, tid], 0)
 
 
 def _declare(btf, tid, inner, budget, nesting):
+    """``budget``: [steps left, the type asked for], shared by the whole declaration."""
     for _ in range(MAX_CHAIN):
-        budget.spend(len(inner))
+        budget[0] -= 1
+        if budget[0] < 0 or len(inner) > MAX_TEXT:
+            raise _too_long(budget)
         t = btf[tid]
         if t.kind in QUALIFIERS:
             tid = t.type
@@ -75,7 +69,8 @@ def _declare(btf, tid, inner, budget, nesting):
             tid = t.type
         else:
             base = base_name(btf, t)
-            budget.spend(len(base) + len(inner))
+            if len(base) + len(inner) > MAX_TEXT:
+                raise _too_long(budget)
             if not inner:
                 return base
             return f"{base}{inner}" if base.endswith("*") else f"{base} {inner}"
@@ -84,7 +79,7 @@ def _declare(btf, tid, inner, budget, nesting):
 
 def param_list(btf, proto, empty=""):
     """The parameters of a FUNC_PROTO as C: ``struct net *net, int len``."""
-    return _params(btf, proto, empty, _Budget(proto.id), 0)
+    return _params(btf, proto, empty, [MAX_STEPS, proto.id], 0)
 
 
 def _params(btf, proto, empty, budget, nesting):
@@ -98,7 +93,9 @@ def _params(btf, proto, empty, budget, nesting):
         else:
             parts.append(_declare(btf, p.type, p.name, budget, nesting))
         length += len(parts[-1]) + 2
-        budget.spend(length)
+        budget[0] -= 1
+        if budget[0] < 0 or length > MAX_TEXT:
+            raise _too_long(budget)
     return ", ".join(parts) if parts else empty
 
 

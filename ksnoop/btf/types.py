@@ -396,6 +396,8 @@ class BTF:
         t = self[tid]
         kind = "enum" if t.kind == Kind.ENUM64 else t.kind.name.lower()
         name = t.name if len(t.name) <= 64 else t.name[:61] + "..."
+        if name and t.kind in (Kind.INT, Kind.FLOAT):
+            return f"{name} (id {tid})"  # int, long unsigned int, double
         return f"{kind} {name} (id {tid})" if name else f"{kind} (id {tid})"
 
     # ------------------------------------------------------------- validation
@@ -471,14 +473,22 @@ class BTF:
                                f"{esize} bytes is larger than 4 GiB")
         elif k in (Kind.STRUCT, Kind.UNION):
             for m in t.members:
+                r = self[self.resolve(m.type)]
                 if m.bitfield_size:
-                    end = m.bit_offset + m.bitfield_size
+                    start, end = m.bit_offset, m.bit_offset + m.bitfield_size
+                    if r.kind not in (Kind.INT, Kind.ENUM, Kind.ENUM64) or m.bitfield_size > (
+                            r.bits if r.kind == Kind.INT else 8 * r.size):
+                        raise BTFError(f"{self._what()}: bitfield {m.name!r} of "
+                                       f"{self.describe(tid)} is {m.bitfield_size} bits of "
+                                       f"{self.describe(r.id)}")
+                elif r.kind == Kind.INT:  # an int member may use fewer bits than its size
+                    start = m.bit_offset + r.bit_offset
+                    end = start + r.bits
                 else:
-                    r = self[self.resolve(m.type)]
-                    if r.kind == Kind.INT:  # an int member may use fewer bits than its size
-                        end = m.bit_offset + r.bit_offset + r.bits
-                    else:
-                        end = m.bit_offset + 8 * self.size_of(m.type)
+                    start, end = m.bit_offset, m.bit_offset + 8 * self.size_of(m.type)
+                if r.kind == Kind.INT and end - start + start % 8 > 128:
+                    raise BTFError(f"{self._what()}: member {m.name!r} of {self.describe(tid)} "
+                                   f"spans more than 128 bits")
                 if (end + 7) // 8 > t.size:
                     name = f"member {m.name!r}" if m.name else "an anonymous member"
                     raise BTFError(f"{self._what()}: {name} of {self.describe(tid)} ends at byte "

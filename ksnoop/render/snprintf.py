@@ -345,13 +345,18 @@ class _Show:
     def step(self):
         self.steps_left -= 1
         if self.steps_left < 0:
-            raise RenderError(f"{self.cache.btf.describe(self.top)}: more than "
-                              f"{step_budget(self.avail)} items to show for {self.avail} bytes")
+            self.over_budget()
+
+    def over_budget(self):
+        raise RenderError(f"{self.cache.btf.describe(self.top)}: more than "
+                          f"{step_budget(self.avail)} items to show for {self.avail} bytes")
 
     def show(self, t, tid, off, bits_offset):
         if t is None:
             return
-        self.step()
+        self.steps_left -= 1  # self.step(), inline: this runs once per item shown
+        if self.steps_left < 0:
+            self.over_budget()
         k = t.kind
         fn = self.dispatch.get(k)
         if fn is not None:

@@ -412,7 +412,7 @@ class _Gen:
     def bitfield(self, fr, code, pi, t, off_bits, nbits, pre, post, limit):
         bf = Bitfield.at(off_bits, nbits, is_signed(t))
         start, nbytes = bf.offset, bf.nbytes
-        unit = next(u for u in (1, 2, 4, 8, 16) if u >= nbytes)
+        unit = next((u for u in (1, 2, 4, 8) if u >= nbytes), 16)
         if unit == 16 or start + unit > limit:
             raw = f"(int.from_bytes(b[{fr.base} + {start}:{fr.base} + {start + nbytes}], 'little'))"
         else:

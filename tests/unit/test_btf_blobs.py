@@ -8,6 +8,7 @@ from btfwriter import BTFWriter
 
 from ksnoop.btf import BTF, Kind, VarSecInfo
 from ksnoop.btf.cdecl import type_name
+from ksnoop.btf.types import MAX_NESTING
 from ksnoop.errors import BTFError
 
 HDR = struct.Struct("<HBBIIIII")
@@ -264,6 +265,19 @@ def dangling():
     return w.build()
 
 
+def one_type(add):
+    """A blob of an int (id 1), a char (id 2) and whatever ``add(w)`` adds (id 3 on)."""
+    w = BTFWriter()
+    w.int("int", 4, signed=True)
+    w.int("char", 1)
+    add(w)
+    return load(w.build())
+
+
+def checked(add, tid=3):
+    return lambda: one_type(add).check(tid)
+
+
 GOOD = good_blob()
 # The int record is at 24..40; the struct's at 40..76; strings follow.
 CORRUPT = [
@@ -314,6 +328,34 @@ CORRUPT = [
     ("kind of a type past the end", lambda: load(GOOD).kind_of(3), "BTF: no type with id 3"),
     ("cdecl of a pointer loop", lambda: type_name(load(pointer_loop()), 1),
      "type chain too long or looping at id"),
+    # what the kernel's BTF verifier refuses, refused by BTF.check (and so by every walker)
+    ("struct containing itself", checked(lambda w: w.struct("s", 8, [("me", 3, 0)])),
+     "BTF: struct s (id 3) contains itself (ids 3 -> 3)"),
+    ("loop through an array", checked(lambda w: (w.struct("s", 8, [("a", 4, 0)]), w.array(3, 2))),
+     "BTF: struct s (id 3) contains itself (ids 3 -> 4 -> 3)"),
+    ("typedef loop checked", lambda: load(typedef_loop()).check(1),
+     "BTF: typedef a (id 1) contains itself"),
+    ("array past 4 GiB", checked(lambda w: w.array(1, 1 << 30)),
+     "BTF: array (id 3) of 1073741824 elements of 4 bytes is larger than 4 GiB"),
+    ("array size past 4 GiB", lambda: one_type(lambda w: w.array(1, 1 << 30)).size_of(3),
+     "BTF: array (id 3) is larger than 4 GiB (4294967296 bytes: array lengths overflow)"),
+    ("member past its struct", checked(lambda w: w.struct("s", 4, [("x", 1, 8)])),
+     "BTF: member 'x' of struct s (id 3) ends at byte 5, past its size 4"),
+    ("bitfield past its struct", checked(lambda w: w.struct("s", 4, [("b", 1, 30, 3)])),
+     "BTF: member 'b' of struct s (id 3) ends at byte 5, past its size 4"),
+    ("bitfield wider than its int", checked(lambda w: w.struct("s", 8, [("b", 1, 0, 33)])),
+     "BTF: bitfield 'b' of struct s (id 3) is 33 bits of int (id 1)"),
+    ("bitfield of a struct", checked(lambda w: (w.struct("s", 8, [("b", 4, 0, 3)]),
+                                                w.struct("t", 4, []))),
+     "BTF: bitfield 'b' of struct s (id 3) is 3 bits of struct t (id 4)"),
+    ("int wider than its size", checked(lambda w: w.int("wide", 2, bits=17)),
+     "BTF: wide (id 3) has 17 bits at bit 0, more than its size 2 holds"),
+    ("int past 128 bits", checked(lambda w: w.int("huge", 32, bits=129)),
+     "BTF: huge (id 3) has 129 bits at bit 0, more than its size 32 holds"),
+    ("enum of 3 bytes", checked(lambda w: w.enum("e", [("A", 1)], size=3)),
+     "BTF: enum e (id 3) has size 3 (not 1, 2, 4 or 8)"),
+    ("nesting past the limit", lambda: load(deep(MAX_NESTING + 1)).check(MAX_NESTING + 2),
+     f"BTF: struct n{MAX_NESTING + 1} (id {MAX_NESTING + 2}) nests types more than {MAX_NESTING}"),
 ]
 
 
@@ -325,6 +367,44 @@ def test_corrupt_input_is_one_btf_error(name, fn, message):
     assert "\n" not in text
     if message is not None:
         assert text.startswith(message)
+
+
+def deep(levels):
+    w = BTFWriter()
+    tid = w.int("int", 4)
+    for k in range(1, levels + 1):
+        tid = w.struct(f"n{k}", 4, [("x", tid, 0)])
+    return w.build()
+
+
+def test_check_accepts_what_the_kernel_accepts():
+    """Old-style int bitfields, flexible arrays, empty structs, a 4 GiB - 1 array,
+    bitfields of enums, a member ending exactly at the end: all well formed."""
+    w = BTFWriter()
+    i = w.int("int", 4, signed=True)
+    three = w.int("int3", 4, bits=3, offset=0)  # pre-kflag bitfield encoding
+    e = w.enum("e", [("A", 1)], size=4)
+    empty = w.struct("empty", 0, [])
+    flex = w.array(i, 0)
+    big = w.array(w.int("char", 1), 0xFFFFFFFF)
+    s = w.struct("s", 8, [("x", i, 0), ("t", three, 61), ("none", empty, 64), ("tail", flex, 64)])
+    b = w.struct("b", 4, [("f", e, 0, 7), ("g", i, 7, 25)])
+    top = w.struct("top", 0xFFFFFFFF, [("big", big, 0)])
+    btf = load(w.build())
+    for tid in (s, b, top):
+        btf.check(tid)
+    assert btf.size_of(top) == 0xFFFFFFFF
+    deepest = load(deep(MAX_NESTING))
+    deepest.check(MAX_NESTING + 1)
+
+
+def test_check_is_lazy_and_remembered():
+    btf = load(deep(5))
+    assert btf._checked is None
+    btf.check(3)  # n2: n2 -> n1 -> int
+    assert btf._checked == {1: 0, 2: 1, 3: 2}
+    btf.check(6)
+    assert btf._checked[6] == 5
 
 
 def test_corrupt_blob_names_the_file():
@@ -361,5 +441,6 @@ def test_random_byte_flips_never_escape():
                         btf.size_of(tid)
                         btf.find(t.name)
                         type_name(btf, tid)
+                        btf.check(tid)
                 except BTFError:
                     pass
