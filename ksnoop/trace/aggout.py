@@ -18,7 +18,7 @@ from ..btf import Kind
 from ..render.escape import c_string, json_dumps, json_string, terminal_text
 from ..render.values import enum_names
 from .aggregate import COMM, COUNT, DURATION, PID, SLOT_NEGATIVE, SLOT_UNREADABLE, STATUS_NULL, TID, slot_range
-from .plan import DEREF, STRING
+from .plan import DEREF
 
 FORMATS = ("text", "json")
 BAR_MAX = 40
@@ -64,6 +64,7 @@ class KeyText:
 
     def __init__(self, aplan, af):
         self.source, self.v = aplan.source, af.value
+        self.string = af.str_bytes > 0  # a char * or a char array
         self.enum = None
         if self.v is not None:
             btf = af.fp.btf
@@ -90,7 +91,7 @@ class KeyText:
             return str(key.num)
         if key.status < 0:
             return f"? ({_errno(key.status)})"
-        if self.v.kind == STRING:
+        if self.string:
             return "NULL" if key.status == STATUS_NULL else c_string(key.raw)
         n = self._number(key)
         if isinstance(n, str):
@@ -107,7 +108,7 @@ class KeyText:
             return key.num, None
         if key.status < 0:
             return None, _errno(key.status)
-        if self.v.kind == STRING:
+        if self.string:
             return (None if key.status == STATUS_NULL else json_string(key.raw)), None
         n = self._number(key)
         if self.pointer and not isinstance(n, str):
