@@ -542,10 +542,10 @@ class _Show:
         if self.start_aggr(t, tid, off) is None:
             return
         if et is not None:
-            # Past avail + SAFE_SIZE no element can reach the data (nor the
-            # window, which ends before it): each fails at its first read,
-            # printing nothing and leaving the state as the previous one did.
-            # The kernel walks them all; the first one has the same effect.
+            # From avail + SAFE_SIZE on no element reaches the data (nor the
+            # window, which ends before that): each fails at its first read,
+            # prints nothing and sets the state just as the one before it did.
+            # The kernel walks them all; the model stops after the first.
             past = self.avail + SAFE_SIZE if elem_size and et.kind in _READ_FIRST else None
             for _ in range(t.nelems):
                 if past is not None and off >= past:
