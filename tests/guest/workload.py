@@ -4,7 +4,9 @@ are attached, make the traced functions run, stop them, collect the output.
 Used by tests/guest (inside the VM test bed) and by bench/guest_cost.py.
 """
 
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -52,6 +54,27 @@ class Tracer:
             self.proc.kill()
             self.returncode = self.proc.wait()
         return self.returncode
+
+    def bpf_programs(self):
+        """The BPF programs this tracer's process holds, as `bpftool -j prog
+        show` describes them (name, run_cnt, ...): found by the prog_id lines
+        of the process's own /proc/PID/fdinfo, so tracers running side by
+        side with the same program names are told apart."""
+        ids = set()
+        fd_dir = f"/proc/{self.proc.pid}/fd"
+        for fd in os.listdir(fd_dir):
+            try:
+                if not os.readlink(os.path.join(fd_dir, fd)).startswith("anon_inode:bpf-prog"):
+                    continue
+                with open(f"/proc/{self.proc.pid}/fdinfo/{fd}") as f:
+                    m = re.search(r"^prog_id:\s*(\d+)", f.read(), re.M)
+            except OSError:
+                continue
+            if m:
+                ids.add(int(m.group(1)))
+        shown = subprocess.run(["bpftool", "-j", "prog", "show"], check=True,
+                               capture_output=True, text=True).stdout
+        return [p for p in json.loads(shown) if p["id"] in ids]
 
     @property
     def stdout(self):
@@ -119,12 +142,32 @@ def wait_ready(tracers, timeout=900, settle=3.0):
 
 
 def send_udp(count, payload=UDP_PAYLOAD, port=9999):
+    """Send ``count`` datagrams from one new socket; returns its local port."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         for _ in range(count):
             s.sendto(b"k" * payload, ("127.0.0.1", port))
+        return s.getsockname()[1]
     finally:
         s.close()
+
+
+class bpf_stats:
+    """kernel.bpf_stats_enabled=1 for the block (the kernel counts run_cnt and
+    run_time_ns per program only meanwhile), then the previous setting."""
+
+    PATH = "/proc/sys/kernel/bpf_stats_enabled"
+
+    def __enter__(self):
+        with open(self.PATH) as f:
+            self.before = f.read().strip()
+        with open(self.PATH, "w") as f:
+            f.write("1")
+        return self
+
+    def __exit__(self, *exc):
+        with open(self.PATH, "w") as f:
+            f.write(self.before)
 
 
 def open_files(paths):

@@ -71,6 +71,7 @@ GUEST="$OUTDIR/.guest-run.sh"
 date +%s.%N > "$OUTDIR/.started"
 export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$HOSTPATH"
 export PYTHONDONTWRITEBYTECODE=1
+export KSNOOP_VM=1  # tests may rely on being in the test bed (kprobes): see tests/guest
 export HOME=/tmp/home; mkdir -p "$HOME"
 mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing
 mountpoint -q /sys/kernel/debug   || mount -t debugfs nodev /sys/kernel/debug 2>/dev/null

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Inside the guest (run by tests/vm/guest-tests.sh through run.sh): the unit
+# tier on the guest's own kernel (Debian 6.1: another BTF than the host's), then
+# the guest tier (real kprobe traces).  Both run even if the first fails, so one
+# boot reports everything; the exit status is 0 only if both passed.
+#
+# Strict mode (KSNOOP_STRICT=1): a skipped test counts as a failure here too.
+# KSNOOP_INFO_SAMPLE: the unit tier's `info` comparison with the reference
+# ksnoop over every kernel function takes minutes under TCG; a sample of it
+# still runs the same comparison on this kernel.
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT" || exit 125
+export KSNOOP_STRICT="${KSNOOP_STRICT:-1}"
+export KSNOOP_INFO_SAMPLE="${KSNOOP_INFO_SAMPLE:-200}"
+export PYTHONUNBUFFERED=1  # guest.log shows progress as it happens
+PY="$ROOT/.venv/bin/python"
+# -v and the slowest tests: the log is all there is to see of a guest run; a
+# test stuck for 10 minutes gets its stack dumped (faulthandler) to the log.
+PYTEST=(-v -p no:cacheprovider --durations=15 -o faulthandler_timeout=600)
+
+echo "guest kernel: $(uname -r)"
+tier() {
+    local name="$1"; shift
+    local t0 t1 rc
+    t0=$(date +%s.%N)
+    "$PY" -m pytest "${PYTEST[@]}" "$@"
+    rc=$?
+    t1=$(date +%s.%N)
+    awk -v n="$name" -v a="$t0" -v b="$t1" -v rc="$rc" \
+        'BEGIN { printf "guest-suite: %s tier: exit %d, %.1f s\n", n, rc, b - a }'
+    return "$rc"
+}
+
+tier unit "$ROOT/tests/unit" "$@"; UNIT=$?
+tier guest "$ROOT/tests/guest" "$@"; GUEST=$?
+[ "$UNIT" -eq 0 ] && [ "$GUEST" -eq 0 ]
