@@ -1,5 +1,6 @@
-import re
 """The trace spec parser: accepted forms, and every error with its exact text and span."""
+
+import re
 
 import pytest
 
