@@ -105,8 +105,8 @@ def through_cli(type_name, small, large, btf_path, repeats):
                 out.append(render_once(type_name, path, btf_path))
     ts, tl = statistics.median(t_small), statistics.median(t_large)
     if tl <= ts:
-        raise RuntimeError(f"{type_name}: {n_large} objects took no longer than {n_small} "
-                           f"({tl:.3f} s vs {ts:.3f} s): too noisy to take a slope")
+        sys.exit(f"render_speed.py: {type_name}: {n_large} objects took no longer than {n_small} "
+                 f"({tl:.3f} s vs {ts:.3f} s): too noisy to take a slope")
     slope = (n_large - n_small) / (tl - ts)
     intercept = ts - n_small / slope
     return slope, n_large / tl, intercept, (ts, tl)
