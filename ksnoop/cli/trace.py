@@ -55,13 +55,19 @@ class Seconds(click.ParamType):
               show_default=True, help="BPF ring buffer where the kernel has it, else perf buffer.")
 @click.option("--color/--no-color", "colour", default=None,
               help="Colour the text and line output (default: when stdout is a terminal).")
+@click.option("--backend", type=click.Choice(["auto", "fentry", "kprobe"]), default="auto",
+              show_default=True,
+              help="auto: per function, fentry/fexit where the kernel allows it, else "
+                   "kprobe/kretprobe; a wildcard's functions share one kprobe-multi link where "
+                   "the kernel has them.  fentry: fentry/fexit only (an error where "
+                   "impossible).  kprobe: kprobes only.")
 @click.option("--dry-run", is_flag=True,
-              help="Resolve, generate, compile and load through the verifier; print the plan; "
-                   "attach nothing.")
+              help="Resolve, generate, compile and load through the verifier; print the plan "
+                   "and each function's backend and why; attach nothing.")
 @click.option("--dump-bpf", is_flag=True, help="Print the generated BPF C and exit.")
 @debug_option
-def trace_cmd(specs, pid, tid, comm, cgroup, pages, limit, fmt, max_events, duration, buffer, colour, dry_run,
-              dump_bpf, debug):
+def trace_cmd(specs, pid, tid, comm, cgroup, pages, limit, fmt, max_events, duration, buffer, colour,
+              backend, dry_run, dump_bpf, debug):
     """Trace calls of kernel functions, or kernel tracepoints.
 
     \b
@@ -104,19 +110,39 @@ def trace_cmd(specs, pid, tid, comm, cgroup, pages, limit, fmt, max_events, dura
     if comm is not None:
         check_comm_glob(comm)
     filters = Filters(pid=pid or 0, tid=tid or 0, comm=comm or "", cgroup=cgroup or "")
-    prepared = prepare(specs, kernel, limit=limit, filters=filters)
-    if dump_bpf:
-        click.echo(prepared.c_text, nl=False)
-        return
-    tracer = Tracer(prepared, kernel, fmt=fmt, pages=pages, buffer=buffer, debug=debug,
-                    max_events=max_events or 0, duration=duration or 0.0,
-                    colour=sys.stdout.isatty() if colour is None else colour)
-    if dry_run:
-        text, times = tracer.dry_run()
-        for note in prepared.plan.notes:
-            click.echo(f"ksnoop: {note}", err=True)
-        click.echo(text)
-        click.echo(f"loaded {times.programs} programs through the verifier: compile "
-                   f"{times.compile_s:.2f} s, load {times.load_s:.3f} s", err=True)
-        return
-    tracer.run()
+    from ..errors import AttachError
+    from ..kernel.arch import current as current_arch
+    from ..kernel.backend import Backends
+
+    backends = Backends(kernel, backend, current_arch().machine)
+    while True:
+        prepared = prepare(specs, kernel, limit=limit, filters=filters, backends=backends)
+        if dump_bpf:
+            click.echo(prepared.c_text, nl=False)
+            return
+        tracer = Tracer(prepared, kernel, fmt=fmt, pages=pages, buffer=buffer, debug=debug,
+                        max_events=max_events or 0, duration=duration or 0.0,
+                        colour=sys.stdout.isatty() if colour is None else colour)
+        try:
+            if dry_run:
+                _dry_run(tracer, prepared)
+            else:
+                tracer.run()
+            return
+        except AttachError as e:
+            # auto: a function whose fentry/fexit the kernel refused (a check
+            # ksnoop cannot make beforehand, e.g. a notrace function) gets kprobes
+            refused = getattr(e, "fentry", None)
+            if backend != "auto" or not refused or refused in backends.refused:
+                raise
+            backends.refused.add(refused)
+            click.echo(f"ksnoop: note: {refused}: {e}; using kprobes for it", err=True)
+
+
+def _dry_run(tracer, prepared):
+    text, times = tracer.dry_run()
+    for note in prepared.plan.notes:
+        click.echo(f"ksnoop: {note}", err=True)
+    click.echo(text)  # each function's backend and why included
+    click.echo(f"loaded {times.programs} programs through the verifier: compile "
+               f"{times.compile_s:.2f} s, load {times.load_s:.3f} s", err=True)

@@ -97,3 +97,87 @@ def kprobe_misses(events):
     except (OSError, ValueError):
         pass
     return out
+
+
+# ------------------------------------------------------------------ backends
+# What ``kernel.backend`` needs to know to pick fentry/fexit, kprobe or
+# kprobe-multi for a function.  Each answer is found out once per process.
+_PROBED = {}
+# functions whose fentry program loads on every kernel with BTF: a trial load
+# of a do-nothing program on the first one found tells whether this kernel
+# lets this process load tracing programs at all
+_TRIAL_FUNCS = ("vfs_read", "ksys_read", "schedule")
+
+
+def tracing_programs(kernel):
+    """(bool, reason): may this process load fentry/fexit programs here?
+    Found out by loading a program that does nothing (nothing is attached)."""
+    if "tracing" not in _PROBED:
+        _PROBED["tracing"] = _trial_tracing_load(kernel)
+    return _PROBED["tracing"]
+
+
+def _trial_tracing_load(kernel):
+    from . import bpfsys
+
+    btf = kernel.vmlinux
+    fid = next((ids[0] for ids in (btf.find(n, Kind.FUNC) for n in _TRIAL_FUNCS) if ids), 0)
+    if not fid:
+        return False, "no function to try a tracing program on"
+    try:
+        fd = bpfsys.prog_load(bpfsys.PROG_TYPE_TRACING, bpfsys.NOTHING, "ksnoop_probe",
+                              expected_attach_type=bpfsys.TRACE_FENTRY, attach_btf_id=fid,
+                              log=False)
+    except bpfsys.BPFError as e:
+        return False, f"this kernel refuses fentry/fexit programs here ({e.reason})"
+    os.close(fd)
+    return True, ""
+
+
+def kprobe_multi(kernel):
+    """(bool, reason): can kprobe-multi links (one link, many functions) be
+    made?  They need fprobe (CONFIG_FPROBE), whose BPF handler the kernel's
+    BTF then has."""
+    if kernel.vmlinux.find("kprobe_multi_link_handler", Kind.FUNC):
+        return True, ""
+    return False, "this kernel has no kprobe-multi links (built without CONFIG_FPROBE)"
+
+
+def ftrace_functions():
+    """The names in tracefs ``available_filter_functions`` (functions that
+    fentry and kprobe-multi can attach to), or None if it cannot be read."""
+    if "ftrace" not in _PROBED:
+        names = None
+        tfs = ensure_tracefs()
+        if tfs:
+            try:
+                with open(os.path.join(tfs, "available_filter_functions"), "rb") as f:
+                    names = {line.split(None, 1)[0].decode("ascii", "replace")
+                             for line in f.read().splitlines() if line}
+            except OSError:
+                names = None
+        _PROBED["ftrace"] = names
+    return _PROBED["ftrace"]
+
+
+def fentry_attaches(name, btf_id, btf_obj_fd=0):
+    """(bool, reason): does a fentry program attach to this function?  Tried
+    with a program that does nothing, attached and detached at once (the
+    only way to learn whether this kernel's trampolines carry arguments
+    passed on the stack)."""
+    key = ("attach", name)
+    if key not in _PROBED:
+        from . import bpfsys
+
+        try:
+            fd = bpfsys.prog_load(bpfsys.PROG_TYPE_TRACING, bpfsys.NOTHING, "ksnoop_probe",
+                                  expected_attach_type=bpfsys.TRACE_FENTRY, attach_btf_id=btf_id,
+                                  attach_btf_obj_fd=btf_obj_fd, log=False)
+            try:
+                os.close(bpfsys.attach_tracing(fd, f"attaching fentry to {name}"))
+                _PROBED[key] = True, ""
+            finally:
+                os.close(fd)
+        except bpfsys.BPFError as e:
+            _PROBED[key] = False, e.reason
+    return _PROBED[key]

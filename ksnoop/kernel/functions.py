@@ -157,3 +157,35 @@ def signature(fn, arch="x86_64"):
     if notes:
         params += f" /* not traceable: {', '.join(notes)} */"
     return declare(fn.btf, proto.type, f"{fn.name}({params})") + ";"
+
+
+def how_traced(kernel, fn, backends, pattern=False):
+    """One comment line for ``ksnoop info --how``: whether ``fn`` can be
+    traced here, by which backend and why, and where its stack arguments
+    are read."""
+    from .backend import FENTRY, NotPossible
+    from .features import kprobes_available
+
+    if kernel.live:
+        try:
+            kernel.kallsyms.function(fn.name)
+        except SymbolError as e:
+            return f"  /* not traceable: {e} */"
+    slots = callconv.assign(fn.btf, fn.proto, backends.arch)
+    try:
+        c = backends.choose(fn, slots, pattern)
+    except NotPossible as e:
+        return f"  /* not traceable with --backend fentry: {e} */"
+    if kernel.live and c.probe != FENTRY:
+        ok, why = kprobes_available()
+        if not ok:
+            return f"  /* not traceable here: {why}; fentry/fexit: {c.why} */"
+    stack = [s for s in slots if s.on_stack]
+    where = ""
+    if stack and c.probe == FENTRY:
+        where = "; on the stack, copied by the trampoline: " + ", ".join(
+            f"{s.name} (ctx[{s.ctx[0]}])" for s in stack)
+    elif stack:
+        where = "; on the stack, read at entry: " + ", ".join(
+            f"{s.name or f'arg{s.index + 1}'} (sp+{s.stack})" for s in stack)
+    return f"  /* {c.label}: {c.why}{where} */"

@@ -13,7 +13,7 @@ from importlib import resources
 
 from .filters import glob_match, task_filter
 from .filters import maps as filter_maps
-from .plan import DEREF, KPROBE, REGS, SCALAR, STRING, TRACEPOINT, Filters, LogicCond, NotCond, Test
+from .plan import DEREF, FENTRY, KPROBE, REGS, SCALAR, STRING, TRACEPOINT, Filters, LogicCond, NotCond, Test
 from .wire import CALL, ENTRY, HEADER_FIELDS, RETURN, layouts_for
 
 TEMPLATE = "ksnoop.bpf.c"  # package data next to this module
@@ -295,7 +295,34 @@ def _scratch_map(size, ncpus):
 
 
 # The context a program of each probe kind gets (values read arguments from it).
-_CTX = {KPROBE: "struct pt_regs *ctx", TRACEPOINT: "struct bpf_raw_tracepoint_args *ctx"}
+_CTX = {KPROBE: "struct pt_regs *ctx", TRACEPOINT: "struct bpf_raw_tracepoint_args *ctx",
+        FENTRY: "u64 *ctx"}  # fentry/fexit: the argument array (fexit: then the return value)
+MULTI_ENTRY, MULTI_RETURN = "ksnoop_entry_m", "ksnoop_return_m"  # kprobe-multi dispatchers
+
+
+def _multi(programs, probes):
+    """Functions attached by one kprobe-multi link share one program per side:
+    their own programs become inline functions, called by a dispatcher on the
+    link's cookie for the call (the function's index)."""
+    members = {}  # dispatcher name: [(cookie, program name)]
+    names = set()
+    for i, (fp, entry_name, ret_name) in enumerate(probes):
+        if not fp.multi:
+            continue
+        for side, name in ((MULTI_ENTRY, entry_name), (MULTI_RETURN, ret_name)):
+            if name:
+                members.setdefault(side, []).append((fp.index, name))
+                names.add(name)
+        probes[i] = (fp, entry_name and MULTI_ENTRY, ret_name and MULTI_RETURN)
+    for k, text in enumerate(programs):
+        head = text.split("(", 1)[0]
+        if head.startswith("int ") and head[4:] in names:
+            programs[k] = "static __always_inline " + text
+    for side, calls in members.items():
+        programs.append("\n".join([f"int {side}(struct pt_regs *ctx)", "{",
+                                    "\tswitch (bpf_get_attach_cookie(ctx)) {"]
+                                   + [f"\tcase {cookie}: return {name}(ctx);" for cookie, name in calls]
+                                   + ["\t}", "\treturn 0;", "}"]))
 
 
 def _prologue(name, fp, gen):
@@ -422,6 +449,7 @@ def generate(plan, machine, filters=Filters(), generator=None):
                     ret_name, code = _return_program(fp, ev, gen)
                 programs.append("\n".join(code))
         probes.append((fp, entry_name, ret_name))
+    _multi(programs, probes)
     text = _template().substitute(
         header_fields=header_struct(),
         event_structs="\n\n".join(structs),

@@ -9,7 +9,7 @@ from ..errors import KsnoopError, Terminated
 from .codegen import Machine, generate
 from .events import Decoder
 from .output import Formatter, describe_plan
-from .plan import TRACEPOINT, Filters
+from .plan import FENTRY, TRACEPOINT, Filters
 from .resolve import resolve
 from .spec import parse
 from .wire import layouts_for
@@ -27,16 +27,36 @@ class Prepared:
     filters: Filters = Filters()
 
 
-def prepare(spec_texts, kernel, limit, pid=0, filters=None):
+def prepare(spec_texts, kernel, limit, pid=0, filters=None, backends=None):
     """Specs -> plan -> C.  ``filters`` (plan.Filters) chooses the tasks; ``pid``
-    is a shorthand for Filters(pid=pid)."""
+    is a shorthand for Filters(pid=pid).  ``backends`` (kernel.backend.Backends)
+    picks fentry/fexit, kprobes or kprobe-multi per function; None: kprobes."""
     filters = filters or Filters(pid=pid)
     specs = [parse(text) for text in spec_texts]
-    plan = resolve(specs, kernel, limit=limit)
+    plan = resolve(specs, kernel, limit=limit, backends=backends)
     machine = Machine(self_tgid=os.getpid(), ncpus=kernel.possible_cpus())
     c_text, progs = generate(plan, machine, filters)
-    return Prepared(plan, c_text, [attach_point(fp, entry, ret) for fp, entry, ret in progs],
-                    filters)
+    return Prepared(plan, c_text, attach_points(progs), filters)
+
+
+def attach_points(progs):
+    """attach_point for each (plan, entry, return) of ``generate``, except that
+    the functions sharing a kprobe-multi link become one runtime.MultiKprobe
+    per program (the cookie of each call is its function's index)."""
+    from .runtime import MultiKprobe
+
+    out, multi = [], {}
+    for fp, entry, ret in progs:
+        if not fp.multi:
+            out.append(attach_point(fp, entry, ret))
+            continue
+        for name, retprobe in ((entry, False), (ret, True)):
+            if name:
+                multi.setdefault((name, retprobe), []).append(fp)
+    for (name, retprobe), fps in multi.items():
+        out.append(MultiKprobe(name, tuple(fp.target for fp in fps),
+                               tuple(fp.index for fp in fps), retprobe))
+    return out
 
 
 def describe_targets(plan):
@@ -50,10 +70,12 @@ def describe_targets(plan):
 
 def attach_point(fp, entry, ret):
     """The runtime's description of where one function plan's programs attach."""
-    from .runtime import Probe, RawTracepoint
+    from .runtime import Fentry, Probe, RawTracepoint
 
     if fp.probe == TRACEPOINT:
         return RawTracepoint(fp.target, entry)
+    if fp.probe == FENTRY:
+        return Fentry(fp.target, fp.btf_id, entry, ret, module=fp.module or None)
     return Probe(fp.target, entry, ret, module=fp.module or None)
 
 
@@ -162,13 +184,18 @@ class Tracer:
         s = self._session()
         with s:
             t0 = time.monotonic()
+            times = s.load_only()
+            compiled = times.header_tree_s + times.compile_s
+            t1 = time.monotonic()
             s.attach()
-            attach_s = time.monotonic() - t0
+            attach_s = time.monotonic() - t1
             for note in self.prepared.plan.notes:
                 self.err.write(f"ksnoop: {note}\n")
             self._show_notes(s)
             self.err.write(f"ksnoop: tracing {describe_targets(self.prepared.plan)} "
-                           f"(attached in {attach_s:.2f} s), Ctrl-C to stop\n")
+                           f"(compiled in {compiled:.2f} s, loaded {times.programs} programs in "
+                           f"{t1 - t0 - compiled:.2f} s, attached in {attach_s:.2f} s), "
+                           "Ctrl-C to stop\n")
             self.err.flush()
             if header:
                 self._write(header)

@@ -147,6 +147,10 @@ def describe_plan(plan):
             mode = " and ".join(k for k, vals in (("entry", fp.entry), ("return", fp.ret)) if vals)
             mode += " events"
         out.append(f"{fp.name}{where}{addr}: {mode}")
+        if getattr(fp, "backend_why", ""):  # how it is attached, and why (kernel/backend.py)
+            kind = "fentry/fexit" if fp.probe == "fentry" else (
+                "kprobe-multi" if fp.multi else "kprobe/kretprobe")
+            out.append(f"  backend {kind}: {fp.backend_why}")
         for label, vals in (("entry", fp.entry), ("return", fp.ret)):
             for v in vals:
                 preds = " and ".join(f"{p.op} {p.value}" for p in v.preds)

@@ -77,6 +77,7 @@ class Value:
 
 
 KPROBE, TRACEPOINT = "kprobe", "tracepoint"  # how a FuncPlan is attached
+FENTRY = "fentry"  # fentry/fexit programs (a BPF trampoline; ctx is the argument array)
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,11 @@ class FuncPlan:
     ret: tuple = ()  # Values captured at return
     stash: bool = False  # entry values are held until return
     notes: tuple = ()  # arguments left out of the default set, and why
-    probe: str = KPROBE  # KPROBE or TRACEPOINT
+    probe: str = KPROBE  # KPROBE, FENTRY or TRACEPOINT
     target: str = ""  # what is attached to: the function or tracepoint name
+    multi: bool = False  # KPROBE: attached by one kprobe-multi link shared with other functions
+    backend_why: str = ""  # why this probe kind (for --dry-run)
+    btf_id: int = 0  # the function's BTF FUNC id (fentry/fexit attach by it)
     conds: tuple = ()  # Condition items (all must hold, with every predicate)
 
 

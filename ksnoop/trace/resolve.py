@@ -18,9 +18,12 @@ from ..btf.cdecl import type_name
 from ..errors import SpecError, SymbolError
 from ..kernel import callconv
 from ..kernel.arch import current as current_arch
+from ..kernel.backend import FENTRY as FENTRY_BACKEND
+from ..kernel.backend import NotPossible
 from ..kernel.functions import find_function, find_tracepoint, function_names
 from .plan import (
     DEREF,
+    FENTRY,
     KPROBE,
     MEMORY,
     REGS,
@@ -148,12 +151,20 @@ def _raw_tp_arg(index):
     return f"ctx->args[{index}]"
 
 
+def _trampoline_arg(index):
+    """Slot ``index`` of a fentry/fexit program's context (the argument array)."""
+    return f"ctx[{index}]"
+
+
 class _Resolver:
-    def __init__(self, kernel, limit, arch):
+    def __init__(self, kernel, limit, arch, backends=None):
         self.kernel = kernel
         self.limit = limit
         self.arch = arch
+        self.backends = backends  # kernel.backend.Backends, or None: kprobes only
         self._arg = arch.arg  # C expression of argument i of the probe being resolved
+        self._choice = None  # the backend Choice of the function being resolved (None: kprobe)
+        self._ret_slot = 0  # fentry: the context slot of the return value
         self._btf = None  # the BTF of the probe being resolved
 
     def tracepoint(self, spec, index):
@@ -230,7 +241,8 @@ class _Resolver:
         pred = tests.get(id(node)) or Pred("!=", 0, node.pos, node.end, text=f"{node.path} != 0")
         return Test(node.path, pred)
 
-    def function(self, spec, index):
+    def function(self, spec, index, pattern=False):
+        self._choice = None
         if spec.probe == TRACEPOINT_SPEC:
             return self.tracepoint(spec, index)
         self._arg = self.arch.arg
@@ -248,6 +260,7 @@ class _Resolver:
         btf, proto = fn.btf, fn.proto
         self._btf = btf
         slots = callconv.assign(btf, proto, self.arch.machine)
+        self._choose(spec, fn, slots, pattern)
         if not spec.explicit:
             return self._default(spec, index, fn, addr, slots)
         entry, ret, conds = self._items(spec, lambda vs: self.value(spec, fn, slots, vs))
@@ -269,11 +282,29 @@ class _Resolver:
             ret = (self._return(btf, fn.return_type, RETURN),)
         return self._plan(index, fn, addr, tuple(entry), ret, tuple(notes))
 
+    def _choose(self, spec, fn, slots, pattern):
+        """Pick fn's backend; from here on its values read the backend's context."""
+        if self.backends is None:
+            return
+        try:
+            self._choice = self.backends.choose(fn, slots, pattern)
+        except NotPossible as e:
+            raise spec.error(str(e), spec.func_pos, len(spec.func)) from None
+        if self._choice.probe == FENTRY_BACKEND:
+            self._arg = _trampoline_arg
+            self._ret_slot = callconv.trampoline_return_slot(slots)
+
+    @property
+    def _fentry(self):
+        return self._choice is not None and self._choice.probe == FENTRY_BACKEND
+
     def _plan(self, index, fn, addr, entry, ret, notes=(), conds=()):
         stash = bool(entry and ret and (any(v.preds for v in entry) or any(v.preds for v in ret)
                                         or conds))
+        c = self._choice
         return FuncPlan(index, fn.name, fn.module, addr, fn.btf, entry, ret, stash, notes,
-                        probe=KPROBE, target=fn.name, conds=conds)
+                        probe=FENTRY if self._fentry else KPROBE, target=fn.name, conds=conds,
+                        multi=bool(c and c.multi), backend_why=c.why if c else "", btf_id=fn.func_id)
 
     def value(self, spec, fn, slots, vs):
         btf = fn.btf
@@ -309,7 +340,12 @@ class _Resolver:
         return replace(val, name=vs.path)
 
     def _from_register(self, btf, slot, name, at_return, follow=True):
-        regs = tuple(self._arg(r) for r in slot.regs)
+        if self._fentry:  # every argument is in the trampoline's context
+            regs = tuple(self._arg(i) for i in slot.ctx)
+        elif slot.on_stack:
+            return self._from_stack(btf, slot, name, follow)
+        else:
+            regs = tuple(self._arg(r) for r in slot.regs)
         t = btf[btf.resolve(slot.type)]
         if t.kind in (Kind.STRUCT, Kind.UNION) or len(regs) > 1:
             size = btf.size_of(slot.type)
@@ -319,7 +355,24 @@ class _Resolver:
                     size=8, full_size=8, ctype=_ctype(btf, slot.type)[0])
         return self._finish_register(btf, val) if follow else val
 
+    def _from_stack(self, btf, slot, name, follow):
+        """An argument the caller passed on the stack, read at ``sp + slot.stack``
+        (a kprobe at entry: the stack pointer points at the return address)."""
+        sp = f"ctx->{self.arch.sp_reg}"
+        t = btf[btf.resolve(slot.type)]
+        size = btf.size_of(slot.type)
+        if t.kind in (Kind.STRUCT, Kind.UNION) or size > 8:
+            return Value(name, False, MEMORY, slot.type, slot.type, sp, read_off=slot.stack,
+                         size=min(size, self.limit), full_size=size)
+        val = Value(name, False, SCALAR, slot.type, slot.type, sp, read_off=slot.stack,
+                    size=size, full_size=size, ctype=_ctype(btf, slot.type)[0])
+        return self._finish_register(btf, val) if follow else val
+
     def _return(self, btf, tid, name, follow=True):
+        if self._fentry:  # fexit: the return value follows the arguments in the context
+            val = Value(name, True, SCALAR, tid, tid, self._arg(self._ret_slot),
+                        ctype=_ctype(btf, tid)[0])
+            return self._finish_register(btf, val) if follow else val
         t = btf[btf.resolve(tid)]
         if t.kind in (Kind.STRUCT, Kind.UNION):
             # Aggregates of up to 16 bytes come back in two registers (rax:rdx,
@@ -339,11 +392,14 @@ class _Resolver:
         if shown is None:
             return val
         kind, show, size, full = shown
-        return replace(val, kind=kind, show_type=show, read_off=0, size=size, full_size=full,
-                       user=_is_user_ptr(btf, val.type_id))
+        # a pointer in memory (on the stack) is read first: one more hop
+        hops = val.hops + (val.read_off,) if val.read_off >= 0 else val.hops
+        return replace(val, kind=kind, show_type=show, hops=hops, read_off=0, size=size,
+                       full_size=full, user=_is_user_ptr(btf, val.type_id))
 
     def _walk(self, spec, btf, val, vs):
-        tid, hops, off, in_memory = val.type_id, [], 0, False
+        # a register value, or one in memory at reg + read_off (a stack argument)
+        tid, hops, off, in_memory = val.type_id, list(val.hops), max(val.read_off, 0), val.read_off >= 0
         user = False
         bit_info = None
         path = vs.base
@@ -541,7 +597,7 @@ def _expand(r, spec, start, seen):
         why = _missing_names(find_function(r.kernel, name), one)
         if why is None:
             try:
-                plans.append(r.function(one, start + len(plans)))
+                plans.append(r.function(one, start + len(plans), pattern=True))
                 seen[name] = True
                 continue
             except SpecError as e:
@@ -555,12 +611,14 @@ def _expand(r, spec, start, seen):
     return plans, note
 
 
-def resolve(specs, kernel, limit=DEFAULT_LIMIT, arch=None):
+def resolve(specs, kernel, limit=DEFAULT_LIMIT, arch=None, backends=None):
     """Resolve parsed specs against the kernel's types and symbols.  A spec
     whose name has wildcards traces every matching function that takes its
-    values; the plan's notes say how many matched and why others were not."""
+    values; the plan's notes say how many matched and why others were not.
+    ``backends`` (kernel.backend.Backends) picks fentry/fexit or kprobes per
+    function; without it every function gets kprobes."""
     arch = arch or current_arch()
-    r = _Resolver(kernel, limit, arch)
+    r = _Resolver(kernel, limit, arch, backends)
     funcs, seen, notes = [], {}, []
     for spec in specs:
         if spec.is_pattern:

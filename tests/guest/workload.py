@@ -110,15 +110,24 @@ def _probe_count():
         return 1  # kprobe PMU: nothing to count, the program fd is enough
 
 
+def _backend():
+    """--backend for ksnoop tracers: $KSNOOP_BACKEND (set per run by the guest tests), if set."""
+    b = os.environ.get("KSNOOP_BACKEND")
+    return ["--backend", b] if b else []
+
+
 def ksnoop(name, workdir, *args, stop_signal=signal.SIGINT):
-    return Tracer(name, KSNOOP + list(args), workdir, "ksnoop: tracing", stop_signal)
+    args = list(args)
+    if "--backend" not in args:
+        args += _backend()
+    return Tracer(name, KSNOOP + args, workdir, "ksnoop: tracing", stop_signal)
 
 
 def ksnoop_piped(name, workdir, pipe, *args):
     """ksnoop ARGS | PIPE (a shell pipeline, e.g. "head -n 2")."""
     import shlex
 
-    cmd = " ".join(shlex.quote(a) for a in KSNOOP + list(args)) + " | " + pipe
+    cmd = " ".join(shlex.quote(a) for a in KSNOOP + list(args) + _backend()) + " | " + pipe
     return Tracer(name, ["sh", "-c", cmd], workdir, "ksnoop: tracing")
 
 

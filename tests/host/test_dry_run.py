@@ -93,8 +93,9 @@ CASES = [
      2),
     ("do_sys_openat2(filename, how->flags == 0, return)", ["stash: entry values held until return"],
      2),
-    # a function whose 7th argument is on the stack: listed, not traced
-    ("ZSTD_transferSequences_wBlockDelim", ["  not traced: ", ": passed on the stack"], 2),
+    # a function whose 7th argument is on the stack: read there at entry
+    ("ZSTD_transferSequences_wBlockDelim",
+     ["  entry  externalRepSearch: ZSTD_ParamSwitch_e (scalar)"], 2),
 ]
 
 

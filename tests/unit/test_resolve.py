@@ -189,19 +189,19 @@ def test_return_on_a_void_function(kernel):
         "kfree_skb_partial returns void: there is no return value", "return")
 
 
-def test_seventh_argument_is_not_traceable(kernel, btf):
+def test_seventh_argument_is_read_from_the_stack(kernel, btf):
+    """Past the six argument registers: at sp + 8 (sp points at the return address)."""
     fn = btf[btf.find("ZSTD_transferSequences_wBlockDelim", Kind.FUNC)[0]]
     params = btf[fn.type].params
     assert len(params) == 7
     seventh = params[6].name
-    assert error(kernel, f"ZSTD_transferSequences_wBlockDelim({seventh})") == (
-        f"argument '{seventh}' of ZSTD_transferSequences_wBlockDelim is not traceable "
-        "(passed on the stack)", seventh)
+    v = value(kernel, f"ZSTD_transferSequences_wBlockDelim({seventh})")
+    assert (v.kind, v.reg, v.hops, v.read_off, v.size) == (SCALAR, "ctx->sp", (), 8, 4)
     fp = one(kernel, "ZSTD_transferSequences_wBlockDelim")
-    assert [v.name for v in fp.entry] == [p.name for p in params[:6]]
+    assert [v.name for v in fp.entry] == [p.name for p in params]
     assert [v.reg for v in fp.entry] == ["ctx->di", "ctx->si", "ctx->dx", "ctx->cx", "ctx->r8",
-                                         "ctx->r9"]
-    assert fp.notes == (f"{seventh}: passed on the stack",)
+                                         "ctx->r9", "ctx->sp"]
+    assert fp.notes == ()
 
 
 # ------------------------------------------------------------- default spec
@@ -429,7 +429,7 @@ def test_struct_returned_in_memory(kernel, btf):
     fp = one(kernel, "ZSTD_adjustCParams")
     assert fp.ret == ()
     # cPar (28 bytes) is on the stack; rdi holds the return pointer, so srcSize is in rsi.
-    assert [(v.name, v.reg) for v in fp.entry] == [("srcSize", "ctx->si"),
+    assert [(v.name, v.reg) for v in fp.entry] == [("cPar", "ctx->sp"), ("srcSize", "ctx->si"),
                                                    ("dictSize", "ctx->dx")]
     assert "return: a struct of more than 16 bytes, returned in memory" in fp.notes
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent setup of the ksnoop VM test bed:
-#   - Debian's guest kernel (linux-image-amd64, 6.1) and qemu-system-x86
+#   - Debian's guest kernels (linux-image-amd64: 6.1; linux-image-6.12-amd64: 6.12,
+#     with kprobe-multi and trampolines that carry stack arguments) and qemu-system-x86
 #   - virtme-ng (PyPI) in the virtualenv .venv-vng at the repo root
 # Fast and quiet when everything is already in place.
 set -euo pipefail
@@ -15,7 +16,7 @@ pkg_ok() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok 
 
 missing=()
 # busybox-static: virtme-ng builds an initramfs around it for distro kernels (9p as a module)
-for p in linux-image-amd64 qemu-system-x86 busybox-static kmod; do
+for p in linux-image-amd64 linux-image-6.12-amd64 qemu-system-x86 busybox-static kmod; do
     pkg_ok "$p" || missing+=("$p")
 done
 if ((${#missing[@]})); then

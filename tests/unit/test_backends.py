@@ -1,0 +1,291 @@
+"""Backends without a live kernel: where arguments live (registers, the stack,
+a trampoline's context), which backend a function gets and why, and the C
+each backend reads its values with.  The real attach is the guest tier's."""
+
+import os
+
+import pytest
+from btfwriter import BTFWriter
+
+from ksnoop.btf import BTF, Kind
+from ksnoop.errors import SpecError
+from ksnoop.kernel import backend, callconv, features
+from ksnoop.kernel.files import Kernel
+from ksnoop.trace.codegen import MULTI_ENTRY, MULTI_RETURN, Machine, generate
+from ksnoop.trace.job import attach_points
+from ksnoop.trace.plan import DEREF, FENTRY, KPROBE, MEMORY, REGS, SCALAR
+from ksnoop.trace.resolve import find_member, resolve
+from ksnoop.trace.spec import parse
+
+VMLINUX = "/sys/kernel/btf/vmlinux"
+MACHINE = Machine(self_tgid=1, ncpus=4)
+needs_btf = pytest.mark.skipif(not os.path.exists(VMLINUX), reason="kernel has no BTF")
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    return Kernel(btf_path=VMLINUX, kallsyms_path="/nonexistent/kallsyms")
+
+
+class Fixed:
+    """A Backends stand-in that gives every function the same Choice."""
+
+    def __init__(self, choice):
+        self.choice = choice
+
+    def choose(self, fn, slots, pattern=False):
+        return self.choice
+
+
+FENTRY_CHOICE = backend.Choice(backend.FENTRY, False, "test")
+MULTI_CHOICE = backend.Choice(backend.KPROBE, True, "test")
+
+
+def proto_of(btf, name):
+    return btf[btf[btf.find(name, Kind.FUNC)[0]].type]
+
+
+# ------------------------------------------------------------ calling convention
+def crafted():
+    """f(long a1..a5, struct pair16 s, long a7), g(struct big b, long x),
+    h(long x1..x6, long y, __int128 z): what the x86_64 ABI does past the registers."""
+    w = BTFWriter()
+    long = w.int("long int", 8, signed=True)
+    i128 = w.int("__int128", 16, signed=True)
+    pair = w.struct("pair16", 16, [("lo", long, 0), ("hi", long, 64)])
+    big = w.struct("big", 24, [("a", long, 0), ("b", long, 64), ("c", long, 128)])
+    w.func("f", w.func_proto(long, [(f"a{i}", long) for i in range(1, 6)]
+                             + [("s", pair), ("a7", long)]))
+    w.func("g", w.func_proto(long, [("b", big), ("x", long)]))
+    w.func("k", w.func_proto(long, [("a", long), ("s", pair)]))
+    w.func("h", w.func_proto(long, [(f"x{i}", long) for i in range(1, 7)]
+                             + [("y", long), ("z", i128)]))
+    return BTF(w.build())
+
+
+def test_a_pair_that_misses_the_last_register_goes_to_the_stack_the_next_argument_does_not():
+    btf = crafted()
+    slots = callconv.assign(btf, proto_of(btf, "f"))
+    assert [(s.name, s.regs, s.stack) for s in slots] == [
+        ("a1", (0,), -1), ("a2", (1,), -1), ("a3", (2,), -1), ("a4", (3,), -1), ("a5", (4,), -1),
+        ("s", (), 8), ("a7", (5,), -1)]
+    assert all(s.traceable for s in slots)
+    # a trampoline numbers its u64 slots in prototype order, two for the pair
+    assert [s.ctx for s in slots] == [(0,), (1,), (2,), (3,), (4,), (5, 6), (7,)]
+    assert callconv.trampoline_return_slot(slots) == 8
+
+
+def test_a_big_struct_by_value_is_on_the_stack_and_rules_out_a_trampoline():
+    btf = crafted()
+    slots = callconv.assign(btf, proto_of(btf, "g"))
+    assert [(s.name, s.regs, s.stack, s.ctx) for s in slots] == [("b", (), 8, ()), ("x", (0,), -1, (3,))]
+    assert callconv.trampoline_problem(btf, proto_of(btf, "g"), slots) == (
+        "argument 'b' is an aggregate of more than 16 bytes passed by value")
+
+
+def test_stack_arguments_are_8_byte_slots_16_aligned_for_int128():
+    btf = crafted()
+    slots = callconv.assign(btf, proto_of(btf, "h"))
+    assert [(s.name, s.stack) for s in slots[6:]] == [("y", 8), ("z", 16)]
+    assert slots[7].ctx == (7, 8)
+
+
+def test_other_architectures_keep_stack_arguments_untraceable():
+    btf = crafted()
+    slots = callconv.assign(btf, proto_of(btf, "h"), "aarch64")
+    assert [(s.name, s.regs, s.traceable, s.why) for s in slots[6:]] == [
+        ("y", (6,), True, ""), ("z", (), False, "passed on the stack")]
+
+
+@needs_btf
+def test_do_mmap_keeps_three_arguments_on_the_stack(kernel):
+    btf = kernel.vmlinux
+    slots = callconv.assign(btf, proto_of(btf, "do_mmap"))
+    assert [(s.name, s.stack, s.ctx) for s in slots[6:]] == [
+        ("pgoff", 8, (6,)), ("populate", 16, (7,)), ("uf", 24, (8,))]
+    assert callconv.trampoline_problem(btf, proto_of(btf, "do_mmap"), slots) == ""
+
+
+@needs_btf
+def test_trampoline_refuses_struct_returns(kernel):
+    btf = kernel.vmlinux
+    proto = proto_of(btf, "current_time")
+    assert callconv.trampoline_problem(btf, proto, callconv.assign(btf, proto)) == \
+        "returns a struct or union by value"
+
+
+# ------------------------------------------------------------ values per backend
+@needs_btf
+def test_kprobe_reads_stack_arguments_past_the_return_address(kernel):
+    p = resolve([parse("do_mmap(pgoff, populate, file->f_flags)")], kernel)
+    pgoff, populate, flags = p.funcs[0].entry
+    assert (pgoff.kind, pgoff.reg, pgoff.hops, pgoff.read_off, pgoff.size) == \
+        (SCALAR, "ctx->sp", (), 8, 8)
+    # a pointer on the stack: read it first (one hop), then what it points to
+    assert (populate.kind, populate.reg, populate.hops, populate.read_off) == \
+        (DEREF, "ctx->sp", (16,), 0)
+    assert (flags.reg, flags.hops) == ("ctx->di", ())
+    c, _ = generate(p, MACHINE)
+    assert "u64 p = (u64)ctx->sp;" in c
+    assert "bpf_probe_read_kernel(e->v0_data, 8, (void *)(p + 8));" in c
+
+
+@needs_btf
+def test_member_of_a_pointer_passed_on_the_stack(kernel):
+    (fp,) = resolve([parse("do_mmap(uf->next)")], kernel).funcs
+    (v,) = fp.entry
+    assert (v.reg, v.hops[0]) == ("ctx->sp", 24)
+
+
+@needs_btf
+def test_struct_passed_on_the_stack_is_memory_and_has_members(kernel):
+    (fp,) = resolve([parse("ZSTD_adjustCParams(cPar, cPar.windowLog > 10)")], kernel).funcs
+    cpar, wlog = fp.entry
+    assert (cpar.kind, cpar.reg, cpar.read_off, cpar.size) == (MEMORY, "ctx->sp", 8, 28)
+    assert (wlog.kind, wlog.reg, wlog.hops, wlog.read_off) == (SCALAR, "ctx->sp", (), 8)
+
+
+@needs_btf
+def test_fentry_reads_the_context_array_and_fexit_the_slot_after_it(kernel):
+    p = resolve([parse("do_mmap(pgoff, file->f_flags, return)")], kernel, backends=Fixed(FENTRY_CHOICE))
+    (fp,) = p.funcs
+    assert fp.probe == FENTRY and fp.btf_id == kernel.vmlinux.find("do_mmap", Kind.FUNC)[0]
+    pgoff, flags = fp.entry
+    (ret,) = fp.ret
+    assert (pgoff.kind, pgoff.reg) == (SCALAR, "ctx[6]")
+    bit, _ = find_member(kernel.vmlinux, kernel.vmlinux.find("file", Kind.STRUCT)[0], "f_flags")
+    assert (flags.reg, flags.hops, flags.read_off) == ("ctx[0]", (), bit // 8)
+    assert ret.reg == "ctx[9]"
+    c, probes = generate(p, MACHINE)
+    assert "int ksnoop_entry_0(u64 *ctx)" in c and "int ksnoop_return_0(u64 *ctx)" in c
+    assert "e->v0_ptr = (u64)ctx[6];" in c
+    (point,) = attach_points(probes)
+    assert (type(point).__name__, point.func, point.btf_id, point.entry_fn, point.return_fn) == (
+        "Fentry", "do_mmap", fp.btf_id, "ksnoop_entry_0", "ksnoop_return_0")
+
+
+@needs_btf
+def test_fentry_struct_of_two_slots(kernel):
+    (fp,) = resolve([parse("insert_rule(id, num_layers)")], kernel, backends=Fixed(FENTRY_CHOICE)).funcs
+    ident, n = fp.entry
+    assert (ident.kind, ident.regs) == (REGS, ("ctx[1]", "ctx[2]"))
+    assert n.reg == "ctx[4]"
+
+
+@needs_btf
+def test_default_spec_shows_stack_arguments_too(kernel):
+    (fp,) = resolve([parse("do_mmap")], kernel).funcs
+    assert [v.name for v in fp.entry][6:] == ["pgoff", "populate", "uf"]
+    assert fp.notes == ()
+
+
+# ------------------------------------------------------------ kprobe-multi
+@needs_btf
+def test_functions_of_one_link_share_a_dispatcher_on_the_cookie(kernel):
+    p = resolve([parse("ip_send_skb(skb->len, return)"), parse("vfs_read(count)")], kernel,
+                backends=Fixed(MULTI_CHOICE))
+    c, probes = generate(p, MACHINE)
+    assert [(fp.name, e, r) for fp, e, r in probes] == [
+        ("ip_send_skb", MULTI_ENTRY, MULTI_RETURN), ("vfs_read", MULTI_ENTRY, None)]
+    assert "static __always_inline int ksnoop_entry_0(struct pt_regs *ctx)" in c
+    assert "static __always_inline int ksnoop_entry_1(struct pt_regs *ctx)" in c
+    assert ("int ksnoop_entry_m(struct pt_regs *ctx)\n{\n\tswitch (bpf_get_attach_cookie(ctx)) {\n"
+            "\tcase 0: return ksnoop_entry_0(ctx);\n\tcase 1: return ksnoop_entry_1(ctx);\n") in c
+    assert "\tcase 0: return ksnoop_return_0(ctx);\n\t}" in c
+    points = {(type(x).__name__, x.fn, x.funcs, x.cookies, x.retprobe) for x in attach_points(probes)}
+    assert points == {("MultiKprobe", MULTI_ENTRY, ("ip_send_skb", "vfs_read"), (0, 1), False),
+                      ("MultiKprobe", MULTI_RETURN, ("ip_send_skb",), (0,), True)}
+
+
+# ------------------------------------------------------------ the choice
+class FakeFn:
+    def __init__(self, btf, name, module=""):
+        self.name, self.btf, self.module = name, btf, module
+        self.func_id = btf.find(name, Kind.FUNC)[0]
+        self.proto = btf[btf[self.func_id].type]
+
+
+class LiveKernel:
+    live = True
+
+    def __init__(self, btf):
+        self.vmlinux = btf
+
+
+@pytest.fixture
+def pick(monkeypatch):
+    """choose() for a crafted function under given kernel answers."""
+    def run(name, policy, tracing=(True, ""), multi=(True, ""), ftrace=("f", "g", "h", "k"),
+            attaches=(True, ""), pattern=False):
+        btf = crafted()
+        monkeypatch.setattr(features, "tracing_programs", lambda k: tracing)
+        monkeypatch.setattr(features, "kprobe_multi", lambda k: multi)
+        monkeypatch.setattr(features, "ftrace_functions", lambda: set(ftrace))
+        monkeypatch.setattr(features, "fentry_attaches", lambda *a: attaches)
+        fn = FakeFn(btf, name)
+        b = backend.Backends(LiveKernel(btf), policy)
+        return b.choose(fn, callconv.assign(btf, fn.proto), pattern)
+    return run
+
+
+def test_auto_prefers_fentry(pick):
+    c = pick("f", "auto")
+    assert (c.probe, c.multi, c.label) == (backend.FENTRY, False, "fentry/fexit")
+
+
+def test_auto_falls_back_to_kprobes_and_says_why(pick):
+    c = pick("f", "auto", tracing=(False, "this kernel refuses fentry/fexit programs here (EPERM)"))
+    assert (c.probe, c.why) == (backend.KPROBE, "this kernel refuses fentry/fexit programs here (EPERM)")
+    c = pick("g", "auto")
+    assert c.probe == backend.KPROBE and "more than 16 bytes" in c.why
+
+
+def test_stack_arguments_need_a_trampoline_that_carries_them(pick):
+    assert pick("h", "auto").probe == backend.FENTRY  # slots 6..8: tried, and it attached
+    c = pick("h", "auto", attaches=(False, "operation not supported by this kernel"))
+    assert c.probe == backend.KPROBE and "trampoline does not take it" in c.why
+    # f's pair is on the stack (slots 5 and 6): tried; k's arguments fit the registers: not tried
+    assert pick("f", "auto", attaches=(False, "no")).probe == backend.KPROBE
+    assert pick("k", "auto", attaches=(False, "no")).probe == backend.FENTRY
+
+
+def test_fentry_policy_fails_where_impossible(pick):
+    with pytest.raises(backend.NotPossible, match="g cannot be traced with fentry/fexit: no trampoline"):
+        pick("g", "fentry")
+
+
+def test_kprobe_policy(pick):
+    assert pick("f", "kprobe") == backend.Choice(backend.KPROBE, False, "--backend kprobe")
+    assert pick("f", "kprobe", pattern=True).multi
+    assert not pick("f", "kprobe", pattern=True, multi=(False, "no fprobe")).multi
+
+
+def test_patterns_share_a_multi_link_where_possible(pick):
+    assert pick("f", "auto", pattern=True) == backend.Choice(
+        backend.KPROBE, True, "a wildcard's functions share one kprobe-multi link")
+    # not ftrace-able (notrace): neither a multi link nor fentry can attach it
+    assert pick("f", "auto", pattern=True, ftrace=()).probe == backend.FENTRY
+    assert pick("f", "auto", pattern=True, multi=(False, "no")).probe == backend.FENTRY
+
+
+@needs_btf
+def test_fentry_policy_error_points_at_the_function(kernel):
+    class Refusing:
+        def choose(self, fn, slots, pattern=False):
+            raise backend.NotPossible(f"{fn.name} cannot be traced with fentry/fexit: because")
+
+    with pytest.raises(SpecError) as ei:
+        resolve([parse("ip_send_skb(skb)")], kernel, backends=Refusing())
+    assert ei.value.message == "ip_send_skb cannot be traced with fentry/fexit: because"
+    assert (ei.value.pos, ei.value.length) == (0, len("ip_send_skb"))
+
+
+@needs_btf
+def test_kprobe_backend_keeps_values_as_before(kernel):
+    """Without backends (and with --backend kprobe) nothing changes for register arguments."""
+    a = resolve([parse("ip_send_skb(skb->len, skb)")], kernel)
+    b = resolve([parse("ip_send_skb(skb->len, skb)")], kernel,
+                backends=Fixed(backend.Choice(backend.KPROBE, False, "--backend kprobe")))
+    assert a.funcs[0].entry == b.funcs[0].entry
+    assert [(v.reg, v.kind) for v in b.funcs[0].entry] == [("ctx->si", SCALAR), ("ctx->si", DEREF)]
+    assert a.funcs[0].probe == b.funcs[0].probe == KPROBE
