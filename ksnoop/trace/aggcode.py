@@ -33,7 +33,7 @@ from .aggregate import (
     TID,
     cond_names,
 )
-from .codegen import STASH_DEPTH, STASH_ENTRIES, _capture, _operand, _prologue, _with_header
+from .codegen import STASH_DEPTH, _capture, _operand, _prologue, _with_header
 from .plan import DEREF, MEMORY, SCALAR, STRING
 from .wire import CALL, ENTRY, RETURN, event_layout
 
@@ -253,8 +253,9 @@ class Generator:
         structs.append(f"{st_type} {{\n\tu64 ts;\n\tstruct ksnoop_agg_key key;\n"
                        f"\tstruct ksnoop_agg_ev_{i} ev;\n}};")
         depth, stash = f"ksnoop_agg_depth_{i}", f"ksnoop_agg_stash_{i}"
-        maps = [f"BPF_TABLE(\"lru_hash\", u32, u32, {depth}, {STASH_ENTRIES});",
-                f"BPF_TABLE(\"lru_hash\", struct ksnoop_stash_key, {st_type}, {stash}, {STASH_ENTRIES});"]
+        n = self.a.stash_entries
+        maps = [f"BPF_TABLE(\"lru_hash\", u32, u32, {depth}, {n});",
+                f"BPF_TABLE(\"lru_hash\", struct ksnoop_stash_key, {st_type}, {stash}, {n});"]
         fail = f"{{ {stash}.delete(&sk); return 0; }}"
         value_at = None if af.value is None else af.value.at_return
         entry = _prologue(f"ksnoop_entry_{i}", fp, gen) + [

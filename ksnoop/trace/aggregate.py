@@ -41,6 +41,9 @@ MAX_KEY_BYTES = 128  # a key is built on the 512-byte BPF stack
 STRING_LIMIT = 256  # bytes of a string a condition compares (as trace reads them)
 COMM_LEN = 16
 
+STASH_TOTAL = 65536  # calls in flight stashed (a duration's start...), shared out among functions
+STASH_MIN, STASH_MAX = 512, 10240  # per function
+
 # Histogram slots per function: values below zero, zero, then [2^k, 2^(k+1))
 # for k = 0..63, then values that could not be read.
 SLOT_NEGATIVE, SLOT_ZERO, SLOT_FIRST, SLOT_UNREADABLE = 0, 1, 2, 66
@@ -86,6 +89,12 @@ class AggPlan:
     funcs: tuple  # AggFunc, one per plan function, by index
     str_bytes: int  # the key's string bytes (0: no string in the key)
     notes: tuple = ()  # one-line remarks for stderr
+
+    @property
+    def stash_entries(self):
+        """Calls in flight each stashing function's map holds (preallocated LRU)."""
+        n = sum(1 for f in self.funcs if f.stash)
+        return max(STASH_MIN, min(STASH_MAX, STASH_TOTAL // max(n, 1)))
 
     @property
     def label(self):
@@ -315,7 +324,8 @@ def describe(aplan):
                     else f"histogram of {af.value.name}")
         else:
             head = what[a.source]
-        where = ("at entry and return (entry stashed per task and call depth)" if af.stash
+        where = (f"at entry and return (entry stashed per task and call depth, {a.stash_entries} "
+                 "calls in flight)" if af.stash
                  else "at return" if af.at_return else "at entry")
         addr = f" at 0x{fp.addr:x}" if fp.addr else ""
         out.append(f"{fp.name}{addr}: {head}, {where}")

@@ -349,3 +349,15 @@ def test_help_lists_the_commands():
     for cmd in ("count", "hist"):
         h = ksnoop(cmd, "--help").stdout
         assert "Examples:" in h and f"ksnoop {cmd} " in h and "-i, --interval" in h
+
+
+def test_stash_maps_share_a_budget(btf):
+    """Preallocated stash maps: full size for a few functions, less each for many."""
+    def plan(n):
+        fps = [FuncPlan(index=i, name=f"f{i}", module="", addr=0, btf=btf) for i in range(n)]
+        funcs = tuple(A.AggFunc(fp, None, True, True) for fp in fps)
+        return A.AggPlan(TracePlan(tuple(fps), 256, "x86_64"), A.Aggregation(A.HIST), A.DURATION, funcs, 0)
+
+    assert plan(1).stash_entries == plan(6).stash_entries == A.STASH_MAX
+    assert plan(20).stash_entries == A.STASH_TOTAL // 20
+    assert plan(1000).stash_entries == A.STASH_MIN
