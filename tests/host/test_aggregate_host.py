@@ -218,15 +218,16 @@ def test_string_keys_and_string_conditions(loop):
     (a char *), by the new task's comm (a char array) and under a string
     condition."""
     tmp = tempfile.mkdtemp(prefix="/tmp/ksa-")
+    procs = {}
     try:
         exe = os.path.join(tmp, "ksnoop-agg-true")
         shutil.copy("/bin/true", exe)
-        procs = {
+        procs.update({
             "file": ksnoop_proc(["count", "-o", "json", "--by", "bprm->filename", "tp:sched_process_exec"]),
             "comm": ksnoop_proc(["count", "-o", "json", "--by", "p->comm", "tp:sched_process_exec"]),
             "cond": ksnoop_proc(["count", "-o", "json", "--by", "pid",
                                  f'tp:sched_process_exec(bprm->filename == "{exe}")']),
-        }
+        })
         heads = {}
         for name, ks in procs.items():
             heads[name] = []
@@ -242,6 +243,9 @@ def test_string_keys_and_string_conditions(loop):
             (reports[name],) = json_reports(out)
     finally:
         shutil.rmtree(tmp)
+        for ks in procs.values():
+            if ks.poll() is None:
+                ks.kill()
     by_file = {r["value"]: r["count"] for r in reports["file"]["counts"]}
     assert by_file[exe] == 25
     by_comm = {r["value"]: r["count"] for r in reports["comm"]["counts"]}
