@@ -18,6 +18,12 @@ def aggregate_options(f):
         click.argument("specs", nargs=-1, required=True, metavar="SPEC..."),
         click.option("-p", "--pid", type=click.IntRange(1, PID_MAX_LIMIT), default=None,
                      help="Only calls made by process PID (its thread group id)."),
+        click.option("-t", "--tid", type=click.IntRange(1, PID_MAX_LIMIT), default=None,
+                     help="Only calls made by thread TID."),
+        click.option("-c", "--comm", metavar="GLOB", default=None,
+                     help="Only tasks whose name (comm) matches GLOB (* and ?)."),
+        click.option("--cgroup", metavar="PATH", type=click.Path(file_okay=False), default=None,
+                     help="Only tasks in the cgroup v2 directory PATH or below it."),
         click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text",
                      show_default=True,
                      help="text: a table (with bars on a terminal); json: one object per report."),
@@ -41,20 +47,24 @@ def aggregate_options(f):
     return f
 
 
-def run_aggregation(agg, specs, pid, fmt, interval, max_reports, duration, colour, dry_run,
-                    dump_bpf, debug):
+def run_aggregation(agg, specs, pid, tid, comm, cgroup, fmt, interval, max_reports, duration, colour,
+                    dry_run, dump_bpf, debug):
     """What count and hist do once their options are parsed."""
     from ..kernel.files import Kernel
     from ..trace.aggjob import Aggregator, prepare
+    from ..trace.filters import check_comm_glob
     from ..trace.plan import Filters
 
+    if comm is not None:
+        check_comm_glob(comm)
     if max_reports and not interval:
         raise click.BadParameter("needs -i/--interval (without it there is one report, at exit)",
                                  param_hint="'-n/--reports'")
     ctx = click.get_current_context()
     debug = debug or bool(ctx.obj and ctx.obj.get("debug"))
     kernel = Kernel()
-    prepared = prepare(specs, kernel, agg, Filters(pid=pid or 0))
+    filters = Filters(pid=pid or 0, tid=tid or 0, comm=comm or "", cgroup=cgroup or "")
+    prepared = prepare(specs, kernel, agg, filters)
     for note in prepared.aplan.notes:
         click.echo(f"ksnoop: note: {note}", err=True)
     if dump_bpf:
@@ -82,8 +92,7 @@ def run_aggregation(agg, specs, pid, fmt, interval, max_reports, duration, colou
                    "counted as not counted, and reported.")
 @click.option("-s", "--size", "key_bytes", type=click.IntRange(8, 128), default=64,
               show_default=True, help="Bytes of a string --by value compared (NUL included).")
-def count_cmd(specs, pid, fmt, interval, max_reports, duration, colour, dry_run, dump_bpf, debug,
-              by, max_keys, key_bytes):
+def count_cmd(specs, by, max_keys, key_bytes, **options):
     """Count calls in the kernel: per function, or per value with --by.
 
     \b
@@ -107,6 +116,4 @@ def count_cmd(specs, pid, fmt, interval, max_reports, duration, colour, dry_run,
     """
     from ..trace.aggregate import COUNT, Aggregation
 
-    agg = Aggregation(COUNT, by or "", keys=max_keys, key_bytes=key_bytes)
-    run_aggregation(agg, specs, pid, fmt, interval, max_reports, duration, colour, dry_run,
-                    dump_bpf, debug)
+    run_aggregation(Aggregation(COUNT, by or "", keys=max_keys, key_bytes=key_bytes), specs, **options)

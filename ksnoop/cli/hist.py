@@ -11,7 +11,7 @@ from .options import CONTEXT
 @click.option("--of", "of", metavar="VALUE", default=None,
               help="A number in the spec (argument, member path or return), or duration "
                    "(nanoseconds from entry to return; the default for functions).")
-def hist_cmd(specs, pid, fmt, interval, max_reports, duration, colour, dry_run, dump_bpf, debug, of):
+def hist_cmd(specs, of, **options):
     """Power-of-two histogram of a value, or of call durations, per function.
 
     \b
@@ -35,6 +35,4 @@ def hist_cmd(specs, pid, fmt, interval, max_reports, duration, colour, dry_run, 
     """
     from ..trace.aggregate import HIST, Aggregation
 
-    agg = Aggregation(HIST, of or "")
-    run_aggregation(agg, specs, pid, fmt, interval, max_reports, duration, colour, dry_run,
-                    dump_bpf, debug)
+    run_aggregation(Aggregation(HIST, of or ""), specs, **options)

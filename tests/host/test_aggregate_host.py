@@ -168,6 +168,19 @@ def test_two_tracepoints_each_counted(big_run):
     assert rows == {"tp:sys_enter": str(made), "tp:sys_exit": str(made)}
 
 
+def test_task_filters(loop):
+    """trace's -t and -c choose the tasks for count and hist too."""
+    w = Workload(loop, 20_000)
+    w.watch("comm", "count", "-o", "json", "-c", "syscall_l*", "--by", "comm", SPEC)
+    w.watch("tid", "hist", "-o", "json", "-t", "{pid}", "--of", "id", SPEC)
+    made = w.go()
+    res = w.stop()
+    (rep,) = json_reports(ok(res["comm"])[0])
+    assert rep["counts"] == [{"function": "tp:sys_enter", "value": "syscall_loop", "count": made}]
+    (rep,) = json_reports(ok(res["tid"])[0])
+    assert rep["total"] == made == 20_000
+
+
 def test_interval_reports(loop):
     """Every 0.4 s a report of that interval only; they add up to the calls."""
     w = Workload(loop, 30_000, rate=15_000)
