@@ -54,9 +54,9 @@ from typing import Optional
 
 from ..errors import AttachError, Terminated
 from ..kernel import arch as arch_mod
-from ..kernel import bpfsys
 from ..kernel import headers as kheaders
 from ..kernel.features import ensure_tracefs, kprobe_misses, kprobes_available, privilege_problem, ringbuf_supported
+from .links import Fentry, MultiKprobe, OwnPrograms
 
 try:  # Debian's python3-bpfcc; absent on machines that only run unit tests
     import bcc
@@ -92,36 +92,6 @@ class RawTracepoint:
 
     tracepoint: str
     fn: str
-
-
-@dataclass(frozen=True)
-class Fentry:
-    """fentry and/or fexit programs (``int fn(u64 *ctx)``) on kernel function
-    ``func``, BTF id ``btf_id`` in vmlinux's BTF or in ``module``'s."""
-
-    func: str
-    btf_id: int
-    entry_fn: Optional[str] = None
-    return_fn: Optional[str] = None
-    module: Optional[str] = None
-
-
-@dataclass(frozen=True)
-class MultiKprobe:
-    """One kprobe-multi link (or kretprobe-multi, ``retprobe``): program ``fn``
-    on every function in ``funcs``, each call with its function's cookie."""
-
-    fn: str
-    funcs: tuple
-    cookies: tuple
-    retprobe: bool = False
-
-
-@dataclass(frozen=True)
-class _OwnProgram:
-    """A program ksnoop loaded itself (bpfsys), not through BCC."""
-
-    fd: int
 
 
 @dataclass
@@ -293,7 +263,7 @@ class Session:
         self._stats = Stats()
         self._bpf = None
         self._fns = {}
-        self._btf_objs = {}  # module: its BTF object's fd (fentry on module functions)
+        self._own = OwnPrograms()  # fentry/fexit and kprobe-multi programs (links.py)
         self._attached = []  # (kind, key, fd)
         self._lost_seen = 0
         self._buffer_open = False
@@ -378,33 +348,6 @@ class Session:
         self._fns[name] = fn
         return fn
 
-    def _load_own(self, name, prog_type, attach_type, btf_id=0, module=None, func=None):
-        """Load BCC's compiled program ``name`` with ksnoop's own bpf(2) call
-        (fentry/fexit, kprobe-multi); AttachError says why the kernel refused
-        (``.fentry``: the function whose fentry/fexit program it was)."""
-        if name in self._fns:
-            return
-        start = bcc.lib.bpf_function_start(self._bpf.module, name.encode())
-        insns = ct.string_at(start, bcc.lib.bpf_function_size(self._bpf.module, name.encode()))
-        try:
-            fd = bpfsys.prog_load(prog_type, insns, name, expected_attach_type=attach_type,
-                                  attach_btf_id=btf_id,
-                                  attach_btf_obj_fd=self._btf_obj(module) if module else 0)
-        except bpfsys.BPFError as e:
-            exc = AttachError(f"kernel rejected BPF program {name}: "
-                              f"{_verifier_reason(e.log) or e.reason}")
-            exc.details, exc.fentry = e.log, func
-            raise exc from None
-        self._fns[name] = _OwnProgram(fd)
-
-    def _btf_obj(self, module):
-        if module not in self._btf_objs:
-            try:
-                self._btf_objs[module] = bpfsys.btf_obj_fd(module)
-            except bpfsys.BPFError as e:
-                raise AttachError(f"module {module}: {e.strerror}") from None
-        return self._btf_objs[module]
-
     def load_only(self):
         """Compile and load every program through the verifier; attach nothing."""
         self._compile()
@@ -413,19 +356,14 @@ class Session:
             if isinstance(p, RawTracepoint):
                 self._load(p.fn, BPF.RAW_TRACEPOINT)
                 continue
-            if isinstance(p, MultiKprobe):
-                self._load_own(p.fn, bpfsys.PROG_TYPE_KPROBE, bpfsys.TRACE_KPROBE_MULTI)
-                continue
-            if isinstance(p, Fentry):
-                for name, at in ((p.entry_fn, bpfsys.TRACE_FENTRY), (p.return_fn, bpfsys.TRACE_FEXIT)):
-                    if name:
-                        self._load_own(name, bpfsys.PROG_TYPE_TRACING, at, p.btf_id, p.module, p.func)
+            if isinstance(p, (Fentry, MultiKprobe)):
+                self._own.load(p, self._insns)
                 continue
             for name in (p.entry_fn, p.return_fn):
                 if name:
                     self._load(name, BPF.KPROBE)
         self.times.load_s = time.perf_counter() - t0
-        self.times.programs = len(self._fns)
+        self.times.programs = len(self._fns) + len(self._own.fds)
         return self.times
 
     # -- attach
@@ -450,7 +388,7 @@ class Session:
                 self._attach_raw_tp(p)
                 continue
             if isinstance(p, (Fentry, MultiKprobe)):
-                self._attach_link(p)
+                self._own.attach(p, lambda what, fd: self._attached.append(("link", what, fd)))
                 continue
             if p.entry_fn:
                 self._attach_kprobe(p, p.entry_fn, retprobe=False, maxactive=0)
@@ -478,33 +416,10 @@ class Session:
                               f"(unknown, inlined, or notrace){': ' + msg if msg else ''}")
         self._attached.append(("kprobe", ev, fd))
 
-    def _attach_link(self, p):
-        """fentry/fexit programs, or a kprobe-multi link: an fd whose close detaches."""
-        if isinstance(p, MultiKprobe):
-            what = f"kprobe-multi{' return' if p.retprobe else ''} link to {len(p.funcs)} functions"
-            jobs = [(p.fn, lambda fd: bpfsys.link_kprobe_multi(fd, p.funcs, p.cookies, p.retprobe,
-                                                              f"attaching {what}"))]
-        else:
-            what = f"fentry/fexit on {p.func}"
-            jobs = [(name, lambda fd: bpfsys.attach_tracing(fd, f"attaching {what}"))
-                    for name in (p.entry_fn, p.return_fn) if name]
-        for name, attach in jobs:
-            try:
-                fd = attach(self._fns[name].fd)
-            except bpfsys.BPFError as e:
-                exc = AttachError(f"cannot attach {what}: {e.reason}")
-                exc.fentry = p.func if isinstance(p, Fentry) else None
-                raise exc from None
-            self._attached.append(("link", what, fd))
-
-    def _return_misses(self, p):
-        """Returns a fexit or kretprobe-multi program skipped: the kernel runs one
-        program at a time per CPU and counts the calls that found it running."""
-        name = p.fn if isinstance(p, MultiKprobe) else p.return_fn
-        try:
-            return bpfsys.prog_info(self._fns[name].fd).recursion_misses
-        except (bpfsys.BPFError, KeyError):
-            return None
+    def _insns(self, name):
+        """The instructions BCC compiled for program ``name``."""
+        start = bcc.lib.bpf_function_start(self._bpf.module, name.encode())
+        return ct.string_at(start, bcc.lib.bpf_function_size(self._bpf.module, name.encode()))
 
     def _attach_raw_tp(self, p):
         fn = self._fns[p.fn]
@@ -638,10 +553,10 @@ class Session:
         for p in self.probes:
             if isinstance(p, Probe) and p.return_fn:
                 wanted[f"{self._ev_name(p, True)}_bcc_{os.getpid()}"] = p.target
-            elif isinstance(p, Fentry) and p.return_fn:
-                out[p.func] = self._return_misses(p)
-            elif isinstance(p, MultiKprobe) and p.retprobe:
-                out[f"kprobe-multi ({len(p.funcs)} functions)"] = self._return_misses(p)
+            elif isinstance(p, (Fentry, MultiKprobe)):
+                label, missed = self._own.return_misses(p)
+                if missed is not None:
+                    out[label] = missed
         out.update(dict.fromkeys(wanted.values()))
 
         if wanted:
@@ -701,12 +616,7 @@ class Session:
             except Exception as e:
                 errors.append(str(e))
             self._bpf = None
-        for fn in self._fns.values():
-            if isinstance(fn, _OwnProgram):
-                os.close(fn.fd)
-        for fd in self._btf_objs.values():
-            os.close(fd)
-        self._btf_objs.clear()
+        self._own.close()
         self._fns.clear()
         self._restore_signals()
         if errors:

@@ -73,7 +73,7 @@ def test_multi_dispatcher_loads_with_the_kprobe_multi_attach_type():
     with Session(c_text, points, btf=kernel.vmlinux) as s:
         times = s.load_only()
         assert times.programs == 2
-        infos = {bpfsys.prog_info(s._fns[name].fd).name for name in (MULTI_ENTRY, MULTI_RETURN)}
+        infos = {bpfsys.prog_info(s._own.fds[name]).name for name in (MULTI_ENTRY, MULTI_RETURN)}
         assert infos == {MULTI_ENTRY, "ksnoop_return_m"}
     assert all(isinstance(p, MultiKprobe) for p in points)
 
