@@ -61,11 +61,17 @@ class Run(dict):
 WATCHED = ("reject", "stash_none")
 
 
-@pytest.fixture(scope="module")
-def run():
+# every test runs once per backend, on its own workload (tests/guest/test_backends_guest.py
+# checks which backend each got)
+BACKENDS = ("auto", "kprobe")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def run(request):
     why = _why_not()
     if why:
         pytest.skip(why)
+    os.environ["KSNOOP_BACKEND"] = request.param  # workload.ksnoop() passes it on
     work = tempfile.mkdtemp(prefix="ksnoop-guest-")
     poke_dummy = dummy_device()
     j = "-o", "json"
@@ -326,3 +332,14 @@ def test_same_struct_values_as_reference(run):
         assert {k: skb[k] for k in common} == {k: theirs[k] for k in common}
         compared += len(common)
     assert compared >= 4 * (DATAGRAMS + 2)
+
+
+def test_programs_are_of_the_chosen_backend(run):
+    """--backend auto: fentry/fexit (tracing programs) where the kernel allows
+    them; --backend kprobe: kprobe programs.  Same tests, same values either way."""
+    from ksnoop.kernel.features import tracing_programs
+    from ksnoop.kernel.files import Kernel
+
+    fentry = os.environ["KSNOOP_BACKEND"] == "auto" and tracing_programs(Kernel())[0]
+    for name in WATCHED:
+        assert {p["type"] for p in run.programs[name]} == {"tracing" if fentry else "kprobe"}, name

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Boot the VM test bed once (Debian 6.1 under TCG) and run, in that one boot,
+# Boot the VM test bed (Debian 6.1, then 6.12, under TCG) and run, in each boot,
 # the unit tier on the guest's kernel and then the guest tier (tests/guest):
 # see tests/vm/guest-suite.sh.  Exit 0 only if both passed.
 # Extra arguments go to both pytest runs.
@@ -7,5 +7,17 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 OUT="${KSNOOP_VM_OUT:-$ROOT/vmout}"
 rm -rf "$OUT" && mkdir -p "$OUT"
-exec bash "$ROOT/tests/vm/run.sh" --timeout "${KSNOOP_VM_TIMEOUT:-1800}" "$OUT" -- \
-    bash "$ROOT/tests/vm/guest-suite.sh" "$@"
+# One boot per guest kernel (tests/vm/kernels.sh: Debian 6.1 and 6.12), each
+# with its own OUT/<version>; all run even if one fails.
+. "$ROOT/tests/vm/kernels.sh"
+mapfile -t KERNELS < <(guest_kernels)
+[ ${#KERNELS[@]} -eq 2 ] || [ -n "${KSNOOP_VM_KERNELS:-}" ] || {
+    echo "tests/vm/guest-tests.sh: FAIL: want the 6.1 and 6.12 guest kernels, found: ${KERNELS[*]:-none}" >&2
+    exit 125; }
+rc=0
+for k in "${KERNELS[@]}"; do
+    mkdir -p "$OUT/$k"
+    KSNOOP_VM_KERNEL="$k" bash "$ROOT/tests/vm/run.sh" --timeout "${KSNOOP_VM_TIMEOUT:-1800}" \
+        "$OUT/$k" -- bash "$ROOT/tests/vm/guest-suite.sh" "$@" || rc=$?
+done
+exit "$rc"
