@@ -186,7 +186,9 @@ def test_verifier_rejection_is_reported(btf):
     assert info.value.details  # the verifier log is kept for --debug output
 
 
-def test_four_function_program_load_time(btf, capsys):
+def test_four_function_program_loads(btf, capsys):
+    """Eight programs through the verifier; the time is printed (bench/load_speed.py
+    measures it against the reference: timing is not asserted in a test)."""
     from ksnoop.trace.runtime import Session
 
     text, probes = kprobe_program(4)
@@ -198,7 +200,6 @@ def test_four_function_program_load_time(btf, capsys):
     with capsys.disabled():
         print(f"\n[4 functions, 8 programs] header tree {times.header_tree_s:.3f}s, "
               f"compile {times.compile_s:.3f}s, load {times.load_s:.3f}s, total {total:.3f}s")
-    assert total < 1.5
 
 
 @pytest.mark.parametrize("buffer", ["ringbuf", "perf"])

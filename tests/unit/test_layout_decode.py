@@ -222,8 +222,10 @@ def test_null_pointers(plan):
 def test_codegen_does_not_read_through_null(plan):
     """The NULL display needs status 0 for a NULL pointer, so the C must not read it."""
     c_text, _ = generate(plan, MACHINE)
-    assert "bpf_probe_read_kernel_str(e->v1_data, 256" not in c_text  # LIMIT
-    assert ("if (!e->v1_status && e->v1_ptr) e->v1_status = "
+    assert "_str(e->v1_data, 256" not in c_text  # LIMIT
+    # a string is read only through a non-NULL pointer, as user or kernel memory by its address
+    assert ("if (!e->v1_status && e->v1_ptr) e->v1_status = (s64)e->v1_ptr >= 0 ? "
+            f"bpf_probe_read_user_str(e->v1_data, {LIMIT}, (void *)(e->v1_ptr + 0)) : "
             f"bpf_probe_read_kernel_str(e->v1_data, {LIMIT}, (void *)(e->v1_ptr + 0));") in c_text
     assert ("if (!e->v2_status && e->v2_ptr) e->v2_status = "
             "bpf_probe_read_kernel(e->v2_data, 24, (void *)(e->v2_ptr + 0));") in c_text
