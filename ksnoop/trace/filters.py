@@ -50,37 +50,39 @@ def _masked_compare(raw, exact):
     return [f"\tif ({' || '.join(conds)}) return 0;"]
 
 
+def _closure(raw, var, ind):
+    """A '*' may match nothing: reaching position i means reaching i + 1 too."""
+    return [f"{ind}{var} |= (({var} >> {i}) & 1ULL) << {i + 1};" for i, b in enumerate(raw)
+            if b == ord("*")]
+
+
+def _step(raw, state, nxt, ind):
+    """One byte ``c`` through the NFA: ``nxt`` from ``state`` (bit i = matched up to i)."""
+    out = [f"{ind}{nxt} = 0;"]
+    for i, b in enumerate(raw):
+        bit = f"({state} & (1ULL << {i}))"
+        if b == ord("*"):
+            out.append(f"{ind}{nxt} |= {bit};")
+        elif b == ord("?"):
+            out.append(f"{ind}{nxt} |= {bit} << 1;")
+        else:
+            out.append(f"{ind}if (c == {b}) {nxt} |= {bit} << 1;")
+    return out + _closure(raw, nxt, ind) + [f"{ind}{state} = {nxt};"]
+
+
 def _nfa(raw):
-    """A glob over bytes as an unrolled bit-parallel NFA: bit i = "matched the
-    pattern up to position i"; the comm matches when bit len(pattern) is set
-    at its NUL (or after all 16 bytes)."""
-    m = len(raw)
-
-    def closure(var):
-        # a '*' may match nothing: position i reached means i + 1 is reached too
-        return [f"\t\t{var} |= (({var} >> {i}) & 1ULL) << {i + 1};" for i, b in enumerate(raw)
-                if b == ord("*")]
-
+    """A glob over the 16 comm bytes as an unrolled bit-parallel NFA: the comm
+    matches when bit len(pattern) is set at its NUL (or after all 16 bytes)."""
     out = ["\t{", "\t\tu64 s = 1ULL, n = 0;", "\t\tu8 c;", "\t\tint end = 0;"]
-    out += closure("s")
+    out += _closure(raw, "s", "\t\t")
     for k in range(COMM_LEN):
         out.append(f"\t\tc = ksnoop_comm.c[{k}];")
         out.append("\t\tif (c == 0) end = 1;")
         out.append("\t\tif (!end) {")
-        out.append("\t\t\tn = 0;")
-        for i, b in enumerate(raw):
-            bit = f"(s & (1ULL << {i}))"
-            if b == ord("*"):
-                out.append(f"\t\t\tn |= {bit};")
-            elif b == ord("?"):
-                out.append(f"\t\t\tn |= {bit} << 1;")
-            else:
-                out.append(f"\t\t\tif (c == {b}) n |= {bit} << 1;")
-        out += ["\t" + line for line in closure("n")]
-        out.append("\t\t\ts = n;")
+        out += _step(raw, "s", "n", "\t\t\t")
         out.append("\t\t\tif (!s) return 0;  /* no way left to match: reject early */")
         out.append("\t\t}")
-    out.append(f"\t\tif (!(s & (1ULL << {m}))) return 0;")
+    out.append(f"\t\tif (!(s & (1ULL << {len(raw)}))) return 0;")
     out.append("\t}")
     return out
 
@@ -127,31 +129,15 @@ def glob_match(raw, data, cap, result, indent):
     bit-parallel NFA as a comm glob, in a bounded loop."""
     if len(raw) > 63:
         raise UsageError("a glob is longer than 63 characters")
-    m = len(raw)
-    stars = [i for i, b in enumerate(raw) if b == ord("*")]
-
-    def closure(var, ind):
-        return [f"{ind}{var} |= (({var} >> {i}) & 1ULL) << {i + 1};" for i in stars]
-
-    out = [f"{indent}{{", f"{indent}\tu64 st = 1ULL, nx = 0;"]
-    out += closure("st", indent + "\t")
-    out.append(f"{indent}\tfor (int k = 0; k < {cap}; k++) {{")
     inner = indent + "\t\t"
+    out = [f"{indent}{{", f"{indent}\tu64 st = 1ULL, nx = 0;"]
+    out += _closure(raw, "st", indent + "\t")
+    out.append(f"{indent}\tfor (int k = 0; k < {cap}; k++) {{")
     out.append(f"{inner}u8 c = {data}[k];")
     out.append(f"{inner}if (c == 0) break;")
-    out.append(f"{inner}nx = 0;")
-    for i, b in enumerate(raw):
-        bit = f"(st & (1ULL << {i}))"
-        if b == ord("*"):
-            out.append(f"{inner}nx |= {bit};")
-        elif b == ord("?"):
-            out.append(f"{inner}nx |= {bit} << 1;")
-        else:
-            out.append(f"{inner}if (c == {b}) nx |= {bit} << 1;")
-    out += closure("nx", inner)
-    out.append(f"{inner}st = nx;")
+    out += _step(raw, "st", "nx", inner)
     out.append(f"{inner}if (!st) break;")
     out.append(f"{indent}\t}}")
-    out.append(f"{indent}\t{result} = (st >> {m}) & 1;")
+    out.append(f"{indent}\t{result} = (st >> {len(raw)}) & 1;")
     out.append(f"{indent}}}")
     return out
