@@ -36,6 +36,10 @@ def aggregate_options(f):
                      help="Stop after SECONDS."),
         click.option("--color/--no-color", "colour", default=None,
                      help="Bars and colour (default: when stdout is a terminal)."),
+        click.option("--backend", type=click.Choice(["auto", "fentry", "kprobe"]), default="auto",
+                     show_default=True,
+                     help="How functions are traced: fentry/fexit where the kernel allows it, "
+                          "else kprobes (as trace)."),
         click.option("--dry-run", is_flag=True,
                      help="Resolve, generate, compile and load through the verifier; print the "
                           "plan; attach nothing."),
@@ -48,8 +52,11 @@ def aggregate_options(f):
 
 
 def run_aggregation(agg, specs, pid, tid, comm, cgroup, fmt, interval, max_reports, duration, colour,
-                    dry_run, dump_bpf, debug):
+                    backend, dry_run, dump_bpf, debug):
     """What count and hist do once their options are parsed."""
+    from ..errors import AttachError
+    from ..kernel.arch import current as current_arch
+    from ..kernel.backend import Backends
     from ..kernel.files import Kernel
     from ..trace.aggjob import Aggregator, prepare
     from ..trace.filters import check_comm_glob
@@ -64,22 +71,33 @@ def run_aggregation(agg, specs, pid, tid, comm, cgroup, fmt, interval, max_repor
     debug = debug or bool(ctx.obj and ctx.obj.get("debug"))
     kernel = Kernel()
     filters = Filters(pid=pid or 0, tid=tid or 0, comm=comm or "", cgroup=cgroup or "")
-    prepared = prepare(specs, kernel, agg, filters)
-    for note in prepared.aplan.notes:
-        click.echo(f"ksnoop: note: {note}", err=True)
-    if dump_bpf:
-        click.echo(prepared.c_text, nl=False)
-        return
-    runner = Aggregator(prepared, kernel, fmt=fmt, interval=interval or 0.0,
-                        duration=duration or 0.0, max_reports=max_reports or 0,
-                        colour=sys.stdout.isatty() if colour is None else colour, debug=debug)
-    if dry_run:
-        text, times = runner.dry_run()
-        click.echo(text)
-        click.echo(f"loaded {times.programs} programs through the verifier: compile "
-                   f"{times.compile_s:.2f} s, load {times.load_s:.3f} s", err=True)
-        return
-    runner.run()
+    backends = Backends(kernel, backend, current_arch().machine)
+    while True:
+        prepared = prepare(specs, kernel, agg, filters, backends)
+        for note in prepared.aplan.notes:
+            click.echo(f"ksnoop: note: {note}", err=True)
+        if dump_bpf:
+            click.echo(prepared.c_text, nl=False)
+            return
+        runner = Aggregator(prepared, kernel, fmt=fmt, interval=interval or 0.0,
+                            duration=duration or 0.0, max_reports=max_reports or 0,
+                            colour=sys.stdout.isatty() if colour is None else colour, debug=debug)
+        try:
+            if dry_run:
+                text, times = runner.dry_run()
+                click.echo(text)
+                click.echo(f"loaded {times.programs} programs through the verifier: compile "
+                           f"{times.compile_s:.2f} s, load {times.load_s:.3f} s", err=True)
+            else:
+                runner.run()
+            return
+        except AttachError as e:
+            # auto: a function whose fentry/fexit the kernel refused gets kprobes (as trace)
+            refused = getattr(e, "fentry", None)
+            if backend != "auto" or not refused or refused in backends.refused:
+                raise
+            backends.refused.add(refused)
+            click.echo(f"ksnoop: note: {refused}: {e}; using kprobes for it", err=True)
 
 
 @click.command("count", context_settings=CONTEXT)

@@ -28,7 +28,7 @@ from .aggregate import (
     generate,
 )
 from .codegen import Machine
-from .job import attach_point, describe_targets
+from .job import attach_points, describe_targets
 from .plan import Filters
 
 SESSION_PAGES = 1  # the runtime's event buffer, unused: no event leaves the kernel
@@ -42,12 +42,12 @@ class Prepared:
     filters: Filters = Filters()
 
 
-def prepare(spec_texts, kernel, agg: Aggregation, filters=None):
+def prepare(spec_texts, kernel, agg: Aggregation, filters=None, backends=None):
     filters = filters or Filters()
-    aplan = build(spec_texts, agg, kernel)
+    aplan = build(spec_texts, agg, kernel, backends=backends)
     machine = Machine(self_tgid=os.getpid(), ncpus=kernel.possible_cpus())
     c_text, progs = generate(aplan, machine, filters)
-    return Prepared(aplan, c_text, [attach_point(fp, entry, ret) for fp, entry, ret in progs], filters)
+    return Prepared(aplan, c_text, attach_points(progs), filters)
 
 
 @dataclass

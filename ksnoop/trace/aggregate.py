@@ -205,9 +205,10 @@ def cond_names(fp):
     return {t.value for c in fp.conds for t in _tests(c.expr)}
 
 
-def build(spec_texts, agg, kernel, arch=None):
+def build(spec_texts, agg, kernel, arch=None, backends=None):
     """Specs + an Aggregation -> AggPlan.  Values a spec names without a test
-    are not read (unless one is the --by/--of value): a note says so."""
+    are not read (unless one is the --by/--of value): a note says so.
+    ``backends`` (kernel.backend.Backends) as for trace; None: kprobes."""
     from .resolve import resolve
 
     if not 8 <= agg.key_bytes <= MAX_KEY_BYTES:
@@ -232,7 +233,7 @@ def build(spec_texts, agg, kernel, arch=None):
             notes.append(f"{spec.label}: {', '.join(dropped)} not read (not tested, and not the "
                          f"{agg.option} value)")
         reduced.append(replace(spec, text=text, values=tuple(tested), explicit=True))
-    plan = resolve(reduced, kernel, limit=STRING_LIMIT, arch=arch)
+    plan = resolve(reduced, kernel, limit=STRING_LIMIT, arch=arch, backends=backends)
     notes = list(plan.notes) + notes
     funcs, fps = [], []
     for fp in plan.funcs:
@@ -329,6 +330,9 @@ def describe(aplan):
                  else "at return" if af.at_return else "at entry")
         addr = f" at 0x{fp.addr:x}" if fp.addr else ""
         out.append(f"{fp.name}{addr}: {head}, {where}")
+        if fp.backend_why:  # how it is attached, and why (kernel/backend.py)
+            kind = "fentry/fexit" if fp.probe == "fentry" else "kprobe-multi" if fp.multi else "kprobe/kretprobe"
+            out.append(f"  backend {kind}: {fp.backend_why}")
         for side, vals in (("entry", fp.entry), ("return", fp.ret)):
             for v in vals:
                 preds = " and ".join(f"{p.op} {p.value}" for p in v.preds)

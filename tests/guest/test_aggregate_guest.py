@@ -1,12 +1,14 @@
-"""count and hist on real kprobes (the VM test bed: `make guest`).
+"""count and hist on a real kernel's functions (the VM test bed: `make guest`).
 
 One workload (UDP datagrams to loopback from this process: ip_send_skb once
 per datagram) is watched at once by ``count``, ``hist`` of the duration, a
 ``hist`` of skb->len, ``count --by comm`` and, for the cost comparison,
-``trace`` of one scalar; every tracer is filtered to this process, so the
-exact answers are known.  With kernel.bpf_stats_enabled=1 the kernel times
-every program: count's kernel-side cost per call must not exceed the
-trace's, which sends one scalar event per call.
+``trace`` of one scalar, each with the default backend (fentry/fexit where
+the kernel allows them) and with ``--backend kprobe``; every tracer is
+filtered to this process, so the exact answers are known.  With
+kernel.bpf_stats_enabled=1 the kernel times every program: count's
+kernel-side cost per call must not exceed the trace's, which sends one
+scalar event per call, on either backend.
 """
 
 import json
@@ -22,6 +24,7 @@ from workload import UDP_PAYLOAD, ksnoop, send_udp, wait_ready
 DATAGRAMS = 2000
 SKB_LEN = UDP_PAYLOAD + 8 + 20  # UDP and IP headers
 STATS = "/proc/sys/kernel/bpf_stats_enabled"
+COSTS = ("count", "trace", "count_kp", "trace_kp")  # programs timed by the kernel
 
 
 def _why_not():
@@ -52,11 +55,16 @@ def _prog_ids(pid):
     return ids
 
 
-def _run_stats(ids):
-    """(run_time_ns, run_cnt) summed over programs ``ids``."""
+def _progs(ids):
     out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, check=True)
     progs = [p for p in json.loads(out.stdout) if p["id"] in ids]
     assert len(progs) == len(ids), (ids, out.stdout[:2000])
+    return progs
+
+
+def _run_stats(ids):
+    """(run_time_ns, run_cnt) summed over programs ``ids``."""
+    progs = _progs(ids)
     return sum(p.get("run_time_ns", 0) for p in progs), sum(p.get("run_cnt", 0) for p in progs)
 
 
@@ -68,12 +76,16 @@ def run():
     work = tempfile.mkdtemp(prefix="ksnoop-agg-guest-")
     me = str(os.getpid())
     j = ("-o", "json", "-p", me)
+    kp = ("--backend", "kprobe")
     tracers = {t.name: t for t in [
         ksnoop("count", work, "count", *j, "ip_send_skb"),
+        ksnoop("count_kp", work, "count", *j, *kp, "ip_send_skb"),
         ksnoop("duration", work, "hist", *j, "ip_send_skb"),
-        ksnoop("len", work, "hist", *j, "--of", "skb->len", "ip_send_skb"),
+        ksnoop("duration_kp", work, "hist", *j, *kp, "ip_send_skb"),
+        ksnoop("len", work, "hist", *j, *kp, "--of", "skb->len", "ip_send_skb"),
         ksnoop("comm", work, "count", *j, "--by", "comm", "ip_send_skb(skb->len == 84)"),
         ksnoop("trace", work, "trace", *j, "ip_send_skb(skb->len)"),
+        ksnoop("trace_kp", work, "trace", *j, *kp, "ip_send_skb(skb->len)"),
     ]}
     with open(STATS) as f:
         was = f.read().strip()
@@ -84,13 +96,14 @@ def run():
         wait_ready(tracers.values())
         with open(STATS, "w") as f:
             f.write("1")
-        ids = {name: _prog_ids(tracers[name].proc.pid) for name in ("count", "trace")}
+        ids = {name: _prog_ids(tracers[name].proc.pid) for name in COSTS}
         before = {name: _run_stats(i) for name, i in ids.items()}
         send_udp(DATAGRAMS)
         time.sleep(2)
         after = {name: _run_stats(i) for name, i in ids.items()}
         result["cost"] = {name: (after[name][0] - before[name][0], after[name][1] - before[name][1])
                           for name in ids}
+        result["types"] = {name: {p["type"] for p in _progs(i)} for name, i in ids.items()}
     finally:
         with open(STATS, "w") as f:
             f.write(was)
@@ -106,15 +119,17 @@ def report(run, name):
     return rep, t.stderr
 
 
-def test_count_is_exact(run):
-    rep, err = report(run, "count")
+@pytest.mark.parametrize("name", ["count", "count_kp"])
+def test_count_is_exact(run, name):
+    rep, err = report(run, name)
     assert rep["counts"] == [{"function": "ip_send_skb", "count": DATAGRAMS}]
     assert f"ksnoop: {DATAGRAMS} calls counted" in err
 
 
-def test_hist_of_duration_sums_to_count(run):
+@pytest.mark.parametrize("name", ["duration", "duration_kp"])
+def test_hist_of_duration_sums_to_count(run, name):
     counted = report(run, "count")[0]["total"]
-    rep, err = report(run, "duration")
+    rep, err = report(run, name)
     (h,) = rep["histograms"]
     assert rep["of"] == "duration" and rep["unit"] == "ns"
     assert h["function"] == "ip_send_skb" and h["count"] == counted == DATAGRAMS
@@ -136,13 +151,24 @@ def test_count_by_comm_with_a_predicate(run):
     assert rep["counts"] == [{"function": "ip_send_skb", "value": comm, "count": DATAGRAMS}]
 
 
-def test_count_costs_no_more_than_a_traced_scalar(run):
+@pytest.mark.parametrize("count,trace", [("count", "trace"), ("count_kp", "trace_kp")])
+def test_count_costs_no_more_than_a_traced_scalar(run, count, trace):
     """Kernel-side time per run of each program (bpf_stats), on the same calls."""
-    (c_ns, c_runs), (t_ns, t_runs) = run["cost"]["count"], run["cost"]["trace"]
+    (c_ns, c_runs), (t_ns, t_runs) = run["cost"][count], run["cost"][trace]
     assert c_runs >= DATAGRAMS and t_runs >= DATAGRAMS, run["cost"]
     per_count, per_trace = c_ns / c_runs, t_ns / t_runs
-    print(f"\nkernel-side ns per call: count {per_count:.0f}, trace of one scalar {per_trace:.0f}, "
-          f"ratio {per_count / per_trace:.2f} (runs: {c_runs}, {t_runs})")
+    print(f"\nkernel-side ns per call ({count}, {trace}): count {per_count:.0f}, trace of one scalar "
+          f"{per_trace:.0f}, ratio {per_count / per_trace:.2f} (runs: {c_runs}, {t_runs})")
     assert per_count <= per_trace, run["cost"]
-    events = [json.loads(line) for line in run["tracers"]["trace"].stdout.splitlines()]
+    events = [json.loads(line) for line in run["tracers"][trace].stdout.splitlines()]
     assert len(events) == DATAGRAMS and {e["values"]["skb->len"] for e in events} == {SKB_LEN}
+
+
+def test_backends_as_asked(run):
+    """The default is fentry/fexit where this kernel lets ksnoop load them; --backend kprobe is kprobes."""
+    from ksnoop.kernel.features import tracing_programs
+    from ksnoop.kernel.files import Kernel
+
+    fentry, _ = tracing_programs(Kernel())
+    assert run["types"]["count_kp"] == run["types"]["trace_kp"] == {"kprobe"}
+    assert run["types"]["count"] == run["types"]["trace"] == ({"tracing"} if fentry else {"kprobe"})
