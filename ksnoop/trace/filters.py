@@ -57,7 +57,11 @@ def _closure(raw, var, ind):
 
 
 def _step(raw, state, nxt, ind):
-    """One byte ``c`` through the NFA: ``nxt`` from ``state`` (bit i = matched up to i)."""
+    """One byte ``c`` through the NFA: ``nxt`` from ``state`` (bit i = matched up to i).
+
+    Branch-free: a byte comparison is arithmetic (``((c ^ b) - 1) >> 63`` is 1
+    exactly when c == b), so the verifier sees one path per byte, not one per
+    outcome of every comparison (which made loops over long strings too big)."""
     out = [f"{ind}{nxt} = 0;"]
     for i, b in enumerate(raw):
         bit = f"({state} & (1ULL << {i}))"
@@ -66,7 +70,7 @@ def _step(raw, state, nxt, ind):
         elif b == ord("?"):
             out.append(f"{ind}{nxt} |= {bit} << 1;")
         else:
-            out.append(f"{ind}if (c == {b}) {nxt} |= {bit} << 1;")
+            out.append(f"{ind}{nxt} |= ({bit} << 1) & -((((u64)c ^ {b}ULL) - 1) >> 63);")
     return out + _closure(raw, nxt, ind) + [f"{ind}{state} = {nxt};"]
 
 
