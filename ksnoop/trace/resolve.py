@@ -9,18 +9,18 @@ sees a literal that does not fit.
 """
 
 import errno
-import fnmatch
 from dataclasses import replace
 
 from ..btf import Kind
 from ..btf.bitfield import Bitfield
 from ..btf.cdecl import type_name
-from ..errors import SpecError, SymbolError
+from ..errors import SymbolError
 from ..kernel import callconv
 from ..kernel.arch import current as current_arch
 from ..kernel.backend import FENTRY as FENTRY_BACKEND
 from ..kernel.backend import NotPossible
-from ..kernel.functions import find_function, find_tracepoint, function_names
+from ..kernel.functions import find_function, find_tracepoint
+from .patterns import expand
 from .plan import (
     DEREF,
     FENTRY,
@@ -554,63 +554,6 @@ def _short(names, limit=120):
 MAX_FUNCS = 1000  # programs per trace (the event header numbers functions in a u16)
 
 
-def _pattern_matches(kernel, spec):
-    """Functions a wildcard spec names: BTF functions matching the pattern that
-    kallsyms knows as exactly one function (when types come from this kernel)."""
-    names = sorted({n for n in function_names(kernel)[0] if fnmatch.fnmatchcase(n, spec.func)})
-    if not kernel.live:
-        return names, {}, len(names)
-    skipped = {}
-    kept = []
-    for name in names:
-        syms = kernel.kallsyms.lookup(name)
-        if len(syms) == 1:
-            kept.append(name)
-        else:
-            why = "not in kallsyms (inlined?)" if not syms else "several functions share the name"
-            skipped[why] = skipped.get(why, 0) + 1
-    return kept, skipped, len(names)
-
-
-def _missing_names(fn, spec):
-    """Why ``fn`` cannot take ``spec``'s values, by name only (None if it might)."""
-    params = {p.name for p in fn.proto.params if p.name}
-    for vs in (ref for item in spec.values for ref in item.refs()):
-        if vs.is_return and fn.return_type == 0:
-            return "returns void"
-        if not vs.is_return and vs.base not in params:
-            return f"no argument '{vs.base}'"
-    return None
-
-
-def _expand(r, spec, start, seen):
-    """FuncPlans for every function a wildcard spec matches, and one note."""
-    names, skipped, total = _pattern_matches(r.kernel, spec)
-    if not total:
-        raise spec.error(f"no function matches '{spec.func}'", spec.func_pos, len(spec.func))
-    plans = []
-    for name in names:
-        if name in seen:
-            skipped["traced by an earlier spec"] = skipped.get("traced by an earlier spec", 0) + 1
-            continue
-        one = replace(spec, func=name)
-        why = _missing_names(find_function(r.kernel, name), one)
-        if why is None:
-            try:
-                plans.append(r.function(one, start + len(plans), pattern=True))
-                seen[name] = True
-                continue
-            except SpecError as e:
-                why = e.message.replace(name, "the function")
-        skipped[why] = skipped.get(why, 0) + 1
-    note = f"{spec.func}: {total} functions match, {len(plans)} traced"
-    if skipped:
-        note += "; not traced: " + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items()))
-    if not plans:
-        raise spec.error(f"no matching function can be traced ({note})", spec.func_pos, len(spec.func))
-    return plans, note
-
-
 def resolve(specs, kernel, limit=DEFAULT_LIMIT, arch=None, backends=None):
     """Resolve parsed specs against the kernel's types and symbols.  A spec
     whose name has wildcards traces every matching function that takes its
@@ -622,7 +565,7 @@ def resolve(specs, kernel, limit=DEFAULT_LIMIT, arch=None, backends=None):
     funcs, seen, notes = [], {}, []
     for spec in specs:
         if spec.is_pattern:
-            plans, note = _expand(r, spec, len(funcs), seen)
+            plans, note = expand(r, spec, len(funcs), seen)
             funcs += plans
             notes.append(note)
         else:
