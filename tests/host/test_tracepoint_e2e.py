@@ -200,7 +200,9 @@ def test_overload_accounting_is_exact(loop):
     made = r.go()
     time.sleep(1.0)
     out, err = r.stop()
-    printed = len(out.splitlines())
+    # complete lines: a write cut by the Ctrl-C leaves at most a partial last line,
+    # and that event is counted as lost
+    printed = out.count("\n")
     events, lost = summary(err)
     assert made == 300_000
     assert lost > 0, "the workload did not overload a 1-page ring buffer"
