@@ -145,7 +145,8 @@ def describe_plan(plan):
             mode = "stash: entry values held until return, one event per call"
         else:
             mode = " and ".join(k for k, vals in (("entry", fp.entry), ("return", fp.ret)) if vals)
-            mode += " events"
+            mode = (mode or "entry") + " events" + ("" if fp.entry or fp.ret else " (no values: "
+                                                    "one event per call)")
         out.append(f"{fp.name}{where}{addr}: {mode}")
         if getattr(fp, "backend_why", ""):  # how it is attached, and why (kernel/backend.py)
             kind = "fentry/fexit" if fp.probe == "fentry" else (

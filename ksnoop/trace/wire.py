@@ -91,7 +91,9 @@ def layouts_for(fp):
     if fp.stash:
         return [event_layout(fp.index, CALL, fp.entry + fp.ret, conds)]
     out = []
-    if fp.entry:
+    # A function with nothing to show (void f(void)) still gets one event per
+    # call, at entry: tracing it must never print nothing.
+    if fp.entry or not fp.ret:
         out.append(event_layout(fp.index, ENTRY, fp.entry, [c for c in conds if not c.at_return]))
     if fp.ret:
         out.append(event_layout(fp.index, RETURN, fp.ret, [c for c in conds if c.at_return]))

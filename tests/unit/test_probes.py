@@ -101,3 +101,19 @@ def test_info_tracepoints_and_patterns():
     assert lines[0].startswith("tp:sched_switch(")
     assert sum(ln.startswith("tp:sched_process_") for ln in lines) >= 3
     assert any("tcp_v4_connect(" in ln for ln in lines)
+
+
+def test_void_void_functions_get_one_event_per_call(kernel):
+    """void f(void): no values, yet one entry event per call (never nothing)."""
+    from ksnoop.trace.wire import ENTRY, layouts_for
+
+    btf = kernel.vmlinux
+    name = next(n for n, fid in btf.names(Kind.FUNC)
+                if not btf[btf[fid].type].params and btf[btf[fid].type].type == 0)
+    plan = resolve([parse(name)], kernel)
+    (fp,) = plan.funcs
+    assert not fp.entry and not fp.ret
+    (ev,) = layouts_for(fp)
+    assert ev.kind == ENTRY and ev.slots == ()
+    c, probes = generate(plan, MACHINE)
+    assert probes[0][1] == "ksnoop_entry_0" and "int ksnoop_entry_0(" in c
