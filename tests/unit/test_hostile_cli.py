@@ -13,11 +13,14 @@ import time
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# how much slower this machine is (30 under TCG in the VM test bed: tests/vm/guest-suite.sh)
+TIME_SCALE = float(os.environ.get("KSNOOP_TIME_SCALE", "1"))
 VMLINUX = "/sys/kernel/btf/vmlinux"
 
 
 def ksnoop(*args, stdin=None, timeout=60, stdout=subprocess.PIPE):
     env = dict(os.environ, PYTHONPATH=ROOT)
+    timeout *= TIME_SCALE
     return subprocess.run([sys.executable, "-m", "ksnoop", *args], stdout=stdout,
                           stderr=subprocess.PIPE, stdin=stdin, timeout=timeout, env=env)
 
@@ -163,7 +166,7 @@ def test_many_unknown_names_are_cheap():
     assert p.returncode == 1
     lines = p.stderr.decode().splitlines()
     assert len(lines) == 300 and all("no such function" in ln for ln in lines)
-    assert took < 20, f"300 unknown names took {took:.1f} s"
+    assert took < 20 * TIME_SCALE, f"300 unknown names took {took:.1f} s"
 
 
 def test_empty_name_suggests_nothing():
