@@ -6,6 +6,9 @@ by the kernel itself.  Runs INSIDE the VM test bed (root, kprobes):
 For each spec, ROUNDS rounds.  In each round our ksnoop and the reference
 (/usr/sbin/ksnoop) trace ip_send_skb at the same time, on the same workload
 (DATAGRAMS UDP datagrams to 127.0.0.1, paced so that both readers keep up).
+Ours runs with --backend kprobe unless told otherwise: the reference uses
+kprobes, so both programs run under the same hook and the ratio compares
+the programs' work (bench/backend_cost.py compares ksnoop's backends).
 Both tools are started afresh every round, one after the other: the first
 is started and waited for until it is attached, then the second.  Which
 tool attaches first alternates from round to round (ROUNDS must be even),
@@ -47,7 +50,7 @@ per traced call ours <= 1/10 of the reference's, for the ring bytes and for
 the payload.  Exit 1 if one is missed.  Timings under TCG are 10-30x
 native: only the ratios mean anything.
 
-    python3 bench/guest_cost.py [--datagrams N] [--rounds R] [--batch B]
+    python3 bench/guest_cost.py [--datagrams N] [--rounds R] [--batch B] [--backend B]
 """
 
 import argparse
@@ -179,8 +182,9 @@ class Tool:
         return s
 
 
-def measure_round(label, spec, work, idx, ours_first, datagrams, batch):
-    ours = Tool("our ksnoop", workload.ksnoop(f"ours_{label}{idx}", work, "trace", "-o", "line", spec),
+def measure_round(label, spec, work, idx, ours_first, datagrams, batch, backend):
+    ours = Tool("our ksnoop", workload.ksnoop(f"ours_{label}{idx}", work, "trace", "-o", "line",
+                                              "--backend", backend, spec),
                 "ksnoop_entry_", OURS_PREFIXES)
     ref = Tool("the reference", workload.reference(f"ref_{label}{idx}", work, "trace", spec),
                "kprobe_entry", REF_NAMES)
@@ -381,6 +385,8 @@ def main():
     ap.add_argument("--datagrams", type=int, default=4000, help="per round")
     ap.add_argument("--rounds", type=int, default=2, help="per spec; even (orders alternate)")
     ap.add_argument("--batch", type=int, default=5, help="datagrams between 20 ms pauses")
+    ap.add_argument("--backend", choices=["kprobe", "fentry", "auto"], default="kprobe",
+                    help="our ksnoop's --backend (default kprobe: the reference's hook)")
     args = ap.parse_args()
     if args.rounds < 2 or args.rounds % 2:
         ap.error("--rounds must be even and at least 2: each attach order gets half the rounds")
@@ -398,14 +404,16 @@ def main():
     results = {}
     try:
         for label, spec in SPECS:
-            results[label] = [measure_round(label, spec, work, i, i % 2 == 0, args.datagrams, args.batch)
+            results[label] = [measure_round(label, spec, work, i, i % 2 == 0, args.datagrams, args.batch,
+                                            args.backend)
                               for i in range(args.rounds)]
     finally:
         with open(STATS_SYSCTL, "w") as f:
             f.write(old_stats)
 
     failed = []
-    print(f"kernel-side BPF cost per traced call, {FUNC}: per spec {args.rounds} rounds of "
+    print(f"kernel-side BPF cost per traced call, {FUNC}, ours with --backend {args.backend}: "
+          f"per spec {args.rounds} rounds of "
           f"{args.datagrams} UDP datagrams to 127.0.0.1 (batches of {args.batch}), both tools "
           "tracing concurrently, started afresh each round, attach order alternating "
           "(TCG: compare ratios only)")
