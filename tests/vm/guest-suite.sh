@@ -39,6 +39,14 @@ tier() {
     return "$rc"
 }
 
-tier unit "$ROOT/tests/unit" "$@"; UNIT=$?
+# The unit tier runs in the 6.1 boot only (another BTF than the host's proves
+# the point; a second run under TCG would double the cost of the CI); the
+# guest tier runs on every guest kernel.  KSNOOP_GUEST_UNIT=all runs it on all.
+UNIT=0
+case "$(uname -r)" in
+    6.1.*) tier unit "$ROOT/tests/unit" "$@"; UNIT=$? ;;
+    *) [ "${KSNOOP_GUEST_UNIT:-}" = all ] && { tier unit "$ROOT/tests/unit" "$@"; UNIT=$?; } \
+           || echo "guest-suite: unit tier: run in the 6.1 boot" ;;
+esac
 tier guest "$ROOT/tests/guest" "$@"; GUEST=$?
 [ "$UNIT" -eq 0 ] && [ "$GUEST" -eq 0 ]
