@@ -78,7 +78,7 @@ def prog_load(prog_type, insns, name, *, expected_attach_type=0, attach_btf_id=0
     try:
         return attempt(0)  # no log: a verifier log costs verification time
     except BPFError as e:
-        if not log or e.errno in (1, 13):  # EPERM, EACCES: a log says no more
+        if not log or e.errno == 1:  # EPERM: not allowed at all, a log says no more
             raise
         try:
             return attempt(1)  # the same refusal again, now with the verifier's reasons

@@ -298,31 +298,61 @@ def _scratch_map(size, ncpus):
 _CTX = {KPROBE: "struct pt_regs *ctx", TRACEPOINT: "struct bpf_raw_tracepoint_args *ctx",
         FENTRY: "u64 *ctx"}  # fentry/fexit: the argument array (fexit: then the return value)
 MULTI_ENTRY, MULTI_RETURN = "ksnoop_entry_m", "ksnoop_return_m"  # kprobe-multi dispatchers
+MULTI_PROGS = "ksnoop_multi"  # their program array: function i's entry at i, return at BASE + i
+MULTI_RETURN_BASE = 1024  # above any function index (resolve.MAX_FUNCS)
 
 
-def _multi(programs, probes):
-    """Functions attached by one kprobe-multi link share one program per side:
-    their own programs become inline functions, called by a dispatcher on the
-    link's cookie for the call (the function's index)."""
-    members = {}  # dispatcher name: [(cookie, program name)]
-    names = set()
-    for i, (fp, entry_name, ret_name) in enumerate(probes):
-        if not fp.multi:
+def _multi(programs, probes, maps, structs, gen, machine):
+    """Functions attached by one kprobe-multi link share one program per side.
+    Where every function of a side qualifies (multigen.side_layout), it is one
+    generic program reading each function's recipe by the link's cookie; the
+    functions' own programs are dropped and their probes name it.  Otherwise a
+    dispatcher tail-calls the function's own program, found in a program array
+    by the cookie (the function's index; returns MULTI_RETURN_BASE above).
+    Returns the scratch event size the generic programs need (0: none)."""
+    from ..kernel.arch import current
+    from . import multigen
+
+    bases = {MULTI_ENTRY: 0, MULTI_RETURN: MULTI_RETURN_BASE}
+    sides = {}
+    for k, (fp, entry, ret) in enumerate(probes):
+        for side, name in ((MULTI_ENTRY, entry), (MULTI_RETURN, ret)):
+            if fp.multi and name:
+                sides.setdefault(side, []).append((k, fp, name))
+    generic = {side: [multigen.side_layout(fp, side == MULTI_RETURN) for _, fp, _ in members]
+               for side, members in sides.items()}
+    generic = {side: evs for side, evs in generic.items() if all(evs)}
+    scratch = 0
+    if generic:
+        span = multigen.span(max(ev.size for evs in generic.values() for ev in evs))
+        maps.append(multigen.helpers(span))
+        scratch = 2 * span
+    dropped = set()
+    for side, members in sides.items():
+        if side not in generic:
             continue
-        for side, name in ((MULTI_ENTRY, entry_name), (MULTI_RETURN, ret_name)):
-            if name:
-                members.setdefault(side, []).append((fp.index, name))
-                names.add(name)
-        probes[i] = (fp, entry_name and MULTI_ENTRY, ret_name and MULTI_RETURN)
-    for k, text in enumerate(programs):
-        head = text.split("(", 1)[0]
-        if head.startswith("int ") and head[4:] in names:
-            programs[k] = "static __always_inline " + text
-    for side, calls in members.items():
+        for k, _, name in members:
+            dropped.add(name)
+            fp, entry, ret = probes[k]
+            probes[k] = (fp, side if side == MULTI_ENTRY else entry, side if side == MULTI_RETURN else ret)
+        kind = RETURN if side == MULTI_RETURN else ENTRY
+        programs.append(multigen.program(side, kind, bases[side], _prologue(side, members[0][1], gen),
+                                         multigen.registers(current(machine))))
+    programs[:] = [t for t in programs if t.split("(", 1)[0][4:] not in dropped]
+    unused = {ev.c_name for evs in generic.values() for ev in evs}
+    for fp, entry, ret in probes:  # a function with one side compiled keeps its structs
+        if fp.multi and (entry not in (None, MULTI_ENTRY) or ret not in (None, MULTI_RETURN)):
+            unused -= {ev.c_name for ev in layouts_for(fp)}
+    structs[:] = [t for t in structs if not any(t.startswith(f"struct {n} {{") for n in unused)]
+    tail = {side for side in sides if side not in generic}
+    if tail:
+        maps.append(f"BPF_PROG_ARRAY({MULTI_PROGS}, {2 * MULTI_RETURN_BASE});")
+    for side in sorted(tail):
+        base = f"{bases[side]} + " if bases[side] else ""
         programs.append("\n".join([f"int {side}(struct pt_regs *ctx)", "{",
-                                    "\tswitch (bpf_get_attach_cookie(ctx)) {"]
-                                   + [f"\tcase {cookie}: return {name}(ctx);" for cookie, name in calls]
-                                   + ["\t}", "\treturn 0;", "}"]))
+                                    f"\t{MULTI_PROGS}.call(ctx, {base}bpf_get_attach_cookie(ctx));",
+                                    "\treturn 0;", "}"]))
+    return scratch
 
 
 def _prologue(name, fp, gen):
@@ -449,7 +479,7 @@ def generate(plan, machine, filters=Filters(), generator=None):
                     ret_name, code = _return_program(fp, ev, gen)
                 programs.append("\n".join(code))
         probes.append((fp, entry_name, ret_name))
-    _multi(programs, probes)
+    scratch = max(scratch, _multi(programs, probes, maps, structs, gen, plan.arch))
     text = _template().substitute(
         header_fields=header_struct(),
         event_structs="\n\n".join(structs),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..errors import KsnoopError, Terminated
 from .codegen import Machine, generate
-from .fastout import FastFormatter
+from .events import Decoder
 from .output import Formatter, describe_plan
 from .plan import FENTRY, TRACEPOINT, Filters
 from .resolve import resolve
@@ -17,7 +17,6 @@ from .wire import layouts_for
 PERF_MAX_EVENT = 65535 - 64  # a perf sample's size is 16 bits, headers included
 RINGBUF_RECORD_HEADER = 8  # the ring buffer's per-record header
 PAGE_SIZE = 4096
-CHUNK_EVENTS = 512  # formatted events written at once (and at the end of every poll)
 
 
 @dataclass
@@ -43,7 +42,13 @@ def prepare(spec_texts, kernel, limit, pid=0, filters=None, backends=None):
 def attach_points(progs):
     """attach_point for each (plan, entry, return) of ``generate``, except that
     the functions sharing a kprobe-multi link become one runtime.MultiKprobe
-    per program (the cookie of each call is its function's index)."""
+    per side: a generic program given each function's recipe (where the
+    function's side names the dispatcher itself), or a dispatcher that
+    tail-calls the function's own program at the function's index in the
+    program array (returns MULTI_RETURN_BASE above)."""
+    from ..kernel.arch import current
+    from . import multigen
+    from .codegen import MULTI_ENTRY, MULTI_RETURN, MULTI_RETURN_BASE
     from .runtime import MultiKprobe
 
     out, multi = [], {}
@@ -51,12 +56,18 @@ def attach_points(progs):
         if not fp.multi:
             out.append(attach_point(fp, entry, ret))
             continue
-        for name, retprobe in ((entry, False), (ret, True)):
+        for side, name, base in ((MULTI_ENTRY, entry, 0), (MULTI_RETURN, ret, MULTI_RETURN_BASE)):
             if name:
-                multi.setdefault((name, retprobe), []).append(fp)
-    for (name, retprobe), fps in multi.items():
-        out.append(MultiKprobe(name, tuple(fp.target for fp in fps),
-                               tuple(fp.index for fp in fps), retprobe))
+                multi.setdefault(side, []).append((fp, base + fp.index, name))
+    for side, members in multi.items():
+        at_return = side == MULTI_RETURN
+        generic = [(slot, fp) for fp, slot, name in members if name == side]
+        regs = multigen.registers(current()) if generic else ()
+        out.append(MultiKprobe(
+            side, tuple(fp.target for fp, _, _ in members), tuple(fp.index for fp, _, _ in members),
+            at_return, tuple((slot, name) for _, slot, name in members if name != side),
+            tuple((slot, multigen.recipe(multigen.side_layout(fp, at_return), regs))
+                  for slot, fp in generic)))
     return out
 
 
@@ -88,9 +99,7 @@ class Tracer:
         self.prepared = prepared
         self.kernel = kernel
         self.formatter = Formatter(fmt)
-        # event bytes -> text, with code made once per event layout (fastout.py)
-        self._format = FastFormatter(prepared.plan, fmt, self.formatter).format
-        self._texts = []  # formatted, not written yet: written in one go per poll
+        self.decoder = Decoder(prepared.plan)
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.pages, self.buffer, self.debug = pages, buffer, debug
@@ -118,26 +127,11 @@ class Tracer:
 
             self.console.print(colourize(text))
 
-    def _flush_output(self):
-        """Write the events formatted since the last call, in one write (a terminal
-        still gets whole lines: sys.stdout is line-buffered there).  Events whose
-        write fails (Ctrl-C inside it, a closed pipe) count as lost."""
-        texts = self._texts
-        if not texts:
-            return
-        self._texts = []
-        try:
-            self._write("\n".join(texts))
-        except BaseException:
-            self.lost += len(texts)
-            raise
-        self.events += len(texts)
-
     def _session(self):
         from .runtime import PERF, RINGBUF, Session
 
         s = Session(self.prepared.c_text, self.prepared.probes, btf=self.kernel.vmlinux,
-                       buffer=self.buffer, pages=self.pages, on_record=self._on_record,
+                       buffer=self.buffer, pages=self.pages, on_event=self._on_event,
                        on_lost=self._on_lost, debug=self.debug,
                        log=lambda text: self.err.write(text + "\n"),
                        cgroup=self.prepared.filters.cgroup or None)
@@ -173,22 +167,22 @@ class Tracer:
         self._notes_shown = len(notes)
         self.err.flush()
 
-    def _on_record(self, buf, off, size):
-        """One event, ``buf[off:off + size]`` (``buf`` may be the ring buffer itself)."""
-        texts = self._texts
-        if self.max_events and self.events + len(texts) >= self.max_events:
+    def _on_event(self, cpu, data):
+        if self.max_events and self.events >= self.max_events:
             return
         try:
-            texts.append(self._format(buf, off, size))
+            ev = self.decoder.decode(data)
         except Exception as e:  # a malformed event must not end the trace
             self.bad += 1
             self.err.write(f"ksnoop: undecodable event: {e}\n")
             return
-        except BaseException:  # Ctrl-C while formatting: consumed, not printed
+        text = self.formatter.event(ev)
+        try:
+            self._write(text)
+        except BaseException:  # Ctrl-C or a closed pipe inside the write: not printed
             self.lost += 1
             raise
-        if len(texts) >= CHUNK_EVENTS:
-            self._flush_output()
+        self.events += 1
 
     def _on_lost(self, count):
         self.lost += count
@@ -222,8 +216,7 @@ class Tracer:
             normal_stop = False
             try:
                 while True:
-                    s.poll(100)  # at most 100 ms: light traffic is printed promptly
-                    self._flush_output()
+                    s.poll(100)
                     self.out.flush()
                     if self.max_events and self.events >= self.max_events:
                         break
@@ -244,7 +237,6 @@ class Tracer:
                 if normal_stop:
                     try:
                         s.drain()
-                        self._flush_output()
                         self.out.flush()
                     except BrokenPipeError as e:
                         broken = e

@@ -29,12 +29,16 @@ class Fentry:
 @dataclass(frozen=True)
 class MultiKprobe:
     """One kprobe-multi link (or kretprobe-multi, ``retprobe``): program ``fn``
-    on every function in ``funcs``, each call with its function's cookie."""
+    on every function in ``funcs``, each call with its function's cookie;
+    ``fn`` tail-calls the programs ``members`` ((slot, name): their place in
+    the program array), or is generic and reads ``recipes``."""
 
     fn: str
     funcs: tuple
     cookies: tuple
     retprobe: bool = False
+    members: tuple = ()
+    recipes: tuple = ()  # (slot, bytes): the recipes of a generic program (multigen.py)
 
 
 def _verifier_reason(log):
@@ -56,8 +60,9 @@ class OwnPrograms:
         """Load p's programs (``insns_of(name)``: the compiled instructions).
         AttachError says why the kernel refused (``.fentry``: the function
         whose fentry/fexit program it was, for auto's fallback to kprobes)."""
-        if isinstance(p, MultiKprobe):
-            jobs = [(p.fn, bpfsys.PROG_TYPE_KPROBE, bpfsys.TRACE_KPROBE_MULTI)]
+        if isinstance(p, MultiKprobe):  # the tail-called programs run in the link's context
+            jobs = [(name, bpfsys.PROG_TYPE_KPROBE, bpfsys.TRACE_KPROBE_MULTI)
+                    for name in [p.fn] + [name for _, name in p.members]]
         else:
             jobs = [(name, bpfsys.PROG_TYPE_TRACING, at)
                     for name, at in ((p.entry_fn, bpfsys.TRACE_FENTRY), (p.return_fn, bpfsys.TRACE_FEXIT))

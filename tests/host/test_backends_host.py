@@ -11,6 +11,7 @@ host has neither kprobes nor fentry; the guest tier attaches them).
   fall back to kprobes for that function.
 """
 
+import ctypes
 import os
 import subprocess
 import sys
@@ -21,7 +22,14 @@ from hostenv import bpf_skip_reason
 
 from ksnoop.kernel import backend, bpfsys, features
 from ksnoop.kernel.files import Kernel
-from ksnoop.trace.codegen import MULTI_ENTRY, MULTI_RETURN, Machine, generate
+from ksnoop.trace.codegen import (
+    MULTI_ENTRY,
+    MULTI_PROGS,
+    MULTI_RETURN,
+    MULTI_RETURN_BASE,
+    Machine,
+    generate,
+)
 from ksnoop.trace.job import attach_points
 from ksnoop.trace.resolve import resolve
 from ksnoop.trace.spec import parse
@@ -58,24 +66,62 @@ class Fixed:
         return self.choice
 
 
+MULTI = Fixed(backend.Choice(backend.KPROBE, True, "test"))
+
+
 def test_multi_dispatcher_loads_with_the_kprobe_multi_attach_type():
+    """With predicates: dispatchers and the programs they tail-call load with
+    the kprobe-multi attach type; the program array holds each program at its
+    function's slot."""
     from ksnoop.trace.runtime import MultiKprobe, Session
 
     kernel = Kernel()
-    plan = resolve([parse("ip_send_skb(skb->len, return)"), parse("vfs_read(count > 10)"),
-                    parse("do_mmap(pgoff)")], kernel,
-                   backends=Fixed(backend.Choice(backend.KPROBE, True, "test")))
+    plan = resolve([parse("ip_send_skb(skb->len > 0, return)"), parse("vfs_read(count > 10)"),
+                    parse("do_mmap(pgoff > 0)")], kernel, backends=MULTI)
     c_text, progs = generate(plan, Machine(self_tgid=os.getpid(), ncpus=kernel.possible_cpus()))
     points = attach_points(progs)
+    assert all(isinstance(p, MultiKprobe) and not p.recipes for p in points)
     assert sorted((p.fn, p.funcs, p.retprobe) for p in points) == [
         (MULTI_ENTRY, ("ip_send_skb", "vfs_read", "do_mmap"), False),
         (MULTI_RETURN, ("ip_send_skb",), True)]
     with Session(c_text, points, btf=kernel.vmlinux) as s:
         times = s.load_only()
-        assert times.programs == 2
-        infos = {bpfsys.prog_info(s._own.fds[name]).name for name in (MULTI_ENTRY, MULTI_RETURN)}
-        assert infos == {MULTI_ENTRY, "ksnoop_return_m"}
-    assert all(isinstance(p, MultiKprobe) for p in points)
+        assert times.programs == 2 + 4
+        names = {bpfsys.prog_info(fd).name for fd in s._own.fds.values()}
+        assert names == {MULTI_ENTRY, "ksnoop_return_m", "ksnoop_entry_0", "ksnoop_entry_1",
+                         "ksnoop_entry_2", "ksnoop_return_0"}
+        table = s._bpf[MULTI_PROGS.encode()]
+        filled = []
+        for slot in range(2 * MULTI_RETURN_BASE):
+            try:
+                table[ctypes.c_int(slot)]
+            except KeyError:
+                continue
+            filled.append(slot)
+        assert filled == [0, 1, 2, MULTI_RETURN_BASE]
+
+
+def test_generic_multi_program_passes_the_verifier():
+    """Without predicates: one generic program per side, whatever the number
+    of functions, with each function's recipe in its map (every tcp_*
+    function here: 2 programs, not one or two per function)."""
+    from ksnoop.trace.multigen import RECIPES
+    from ksnoop.trace.runtime import Session
+
+    kernel = Kernel()
+    plan = resolve([parse("tcp_*"), parse("vfs_read(file->f_path.dentry->d_name.name, buf)")],
+                   kernel, backends=MULTI)
+    assert len(plan.funcs) > 100
+    c_text, progs = generate(plan, Machine(self_tgid=os.getpid(), ncpus=kernel.possible_cpus()))
+    points = attach_points(progs)
+    assert sorted(p.fn for p in points) == [MULTI_ENTRY, MULTI_RETURN]
+    assert all(p.recipes and not p.members for p in points)
+    with Session(c_text, points, btf=kernel.vmlinux) as s:
+        assert s.load_only().programs == 2
+        table = s._bpf[RECIPES.encode()]
+        entry = next(p for p in points if p.fn == MULTI_ENTRY)
+        for slot, raw in entry.recipes:
+            assert bytes(table[ctypes.c_int(slot)]) == raw
 
 
 def test_stack_arguments_pass_the_verifier(env):

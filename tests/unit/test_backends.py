@@ -11,7 +11,14 @@ from ksnoop.btf import BTF, Kind
 from ksnoop.errors import SpecError
 from ksnoop.kernel import backend, callconv, features
 from ksnoop.kernel.files import Kernel
-from ksnoop.trace.codegen import MULTI_ENTRY, MULTI_RETURN, Machine, generate
+from ksnoop.trace.codegen import (
+    MULTI_ENTRY,
+    MULTI_PROGS,
+    MULTI_RETURN,
+    MULTI_RETURN_BASE,
+    Machine,
+    generate,
+)
 from ksnoop.trace.job import attach_points
 from ksnoop.trace.plan import DEREF, FENTRY, KPROBE, MEMORY, REGS, SCALAR
 from ksnoop.trace.resolve import find_member, resolve
@@ -182,19 +189,33 @@ def test_default_spec_shows_stack_arguments_too(kernel):
 # ------------------------------------------------------------ kprobe-multi
 @needs_btf
 def test_functions_of_one_link_share_a_dispatcher_on_the_cookie(kernel):
-    p = resolve([parse("ip_send_skb(skb->len, return)"), parse("vfs_read(count)")], kernel,
+    """One program per side for the link.  With predicates (compiled only) it
+    tail-calls the function's own program, at the function's index (returns
+    MULTI_RETURN_BASE above) in a program array, by the cookie the link gives
+    each call.  (Without, one generic program: tests/unit/test_multigen.py.)"""
+    p = resolve([parse("ip_send_skb(skb->len > 0, return)"), parse("vfs_read(count > 1)")], kernel,
                 backends=Fixed(MULTI_CHOICE))
     c, probes = generate(p, MACHINE)
     assert [(fp.name, e, r) for fp, e, r in probes] == [
-        ("ip_send_skb", MULTI_ENTRY, MULTI_RETURN), ("vfs_read", MULTI_ENTRY, None)]
-    assert "static __always_inline int ksnoop_entry_0(struct pt_regs *ctx)" in c
-    assert "static __always_inline int ksnoop_entry_1(struct pt_regs *ctx)" in c
-    assert ("int ksnoop_entry_m(struct pt_regs *ctx)\n{\n\tswitch (bpf_get_attach_cookie(ctx)) {\n"
-            "\tcase 0: return ksnoop_entry_0(ctx);\n\tcase 1: return ksnoop_entry_1(ctx);\n") in c
-    assert "\tcase 0: return ksnoop_return_0(ctx);\n\t}" in c
-    points = {(type(x).__name__, x.fn, x.funcs, x.cookies, x.retprobe) for x in attach_points(probes)}
-    assert points == {("MultiKprobe", MULTI_ENTRY, ("ip_send_skb", "vfs_read"), (0, 1), False),
-                      ("MultiKprobe", MULTI_RETURN, ("ip_send_skb",), (0,), True)}
+        ("ip_send_skb", "ksnoop_entry_0", "ksnoop_return_0"), ("vfs_read", "ksnoop_entry_1", None)]
+    assert f"BPF_PROG_ARRAY({MULTI_PROGS}, {2 * MULTI_RETURN_BASE});" in c
+    assert ("int ksnoop_entry_m(struct pt_regs *ctx)\n{\n"
+            f"\t{MULTI_PROGS}.call(ctx, bpf_get_attach_cookie(ctx));\n\treturn 0;\n}}") in c
+    assert f"\t{MULTI_PROGS}.call(ctx, {MULTI_RETURN_BASE} + bpf_get_attach_cookie(ctx));" in c
+    assert "int ksnoop_entry_1(struct pt_regs *ctx)" in c
+    points = {(type(x).__name__, x.fn, x.funcs, x.cookies, x.retprobe, x.members)
+              for x in attach_points(probes)}
+    assert points == {
+        ("MultiKprobe", MULTI_ENTRY, ("ip_send_skb", "vfs_read"), (0, 1), False,
+         ((0, "ksnoop_entry_0"), (1, "ksnoop_entry_1"))),
+        ("MultiKprobe", MULTI_RETURN, ("ip_send_skb",), (0,), True,
+         ((MULTI_RETURN_BASE, "ksnoop_return_0"),))}
+
+
+@needs_btf
+def test_no_dispatcher_without_multi(kernel):
+    c, _ = generate(resolve([parse("ip_send_skb")], kernel), MACHINE)
+    assert MULTI_PROGS not in c and MULTI_ENTRY not in c
 
 
 # ------------------------------------------------------------ the choice
