@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..errors import KsnoopError, Terminated
 from .codegen import Machine, generate
-from .events import Decoder
+from .fastout import FastFormatter
 from .output import Formatter, describe_plan
 from .plan import FENTRY, TRACEPOINT, Filters
 from .resolve import resolve
@@ -17,6 +17,7 @@ from .wire import layouts_for
 PERF_MAX_EVENT = 65535 - 64  # a perf sample's size is 16 bits, headers included
 RINGBUF_RECORD_HEADER = 8  # the ring buffer's per-record header
 PAGE_SIZE = 4096
+CHUNK_EVENTS = 512  # formatted events written at once (and at the end of every poll)
 
 
 @dataclass
@@ -99,7 +100,9 @@ class Tracer:
         self.prepared = prepared
         self.kernel = kernel
         self.formatter = Formatter(fmt)
-        self.decoder = Decoder(prepared.plan)
+        # event bytes -> text, with code made once per event layout (fastout.py)
+        self._format = FastFormatter(prepared.plan, fmt, self.formatter).format
+        self._texts = []  # formatted, not written yet: written in one go per poll
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.pages, self.buffer, self.debug = pages, buffer, debug
@@ -127,11 +130,26 @@ class Tracer:
 
             self.console.print(colourize(text))
 
+    def _flush_output(self):
+        """Write the events formatted since the last call, in one write (a terminal
+        still gets whole lines: sys.stdout is line-buffered there).  Events whose
+        write fails (Ctrl-C inside it, a closed pipe) count as lost."""
+        texts = self._texts
+        if not texts:
+            return
+        self._texts = []
+        try:
+            self._write("\n".join(texts))
+        except BaseException:
+            self.lost += len(texts)
+            raise
+        self.events += len(texts)
+
     def _session(self):
         from .runtime import PERF, RINGBUF, Session
 
         s = Session(self.prepared.c_text, self.prepared.probes, btf=self.kernel.vmlinux,
-                       buffer=self.buffer, pages=self.pages, on_event=self._on_event,
+                       buffer=self.buffer, pages=self.pages, on_record=self._on_record,
                        on_lost=self._on_lost, debug=self.debug,
                        log=lambda text: self.err.write(text + "\n"),
                        cgroup=self.prepared.filters.cgroup or None)
@@ -167,22 +185,22 @@ class Tracer:
         self._notes_shown = len(notes)
         self.err.flush()
 
-    def _on_event(self, cpu, data):
-        if self.max_events and self.events >= self.max_events:
+    def _on_record(self, buf, off, size):
+        """One event, ``buf[off:off + size]`` (``buf`` may be the ring buffer itself)."""
+        texts = self._texts
+        if self.max_events and self.events + len(texts) >= self.max_events:
             return
         try:
-            ev = self.decoder.decode(data)
+            texts.append(self._format(buf, off, size))
         except Exception as e:  # a malformed event must not end the trace
             self.bad += 1
             self.err.write(f"ksnoop: undecodable event: {e}\n")
             return
-        text = self.formatter.event(ev)
-        try:
-            self._write(text)
-        except BaseException:  # Ctrl-C or a closed pipe inside the write: not printed
+        except BaseException:  # Ctrl-C while formatting: consumed, not printed
             self.lost += 1
             raise
-        self.events += 1
+        if len(texts) >= CHUNK_EVENTS:
+            self._flush_output()
 
     def _on_lost(self, count):
         self.lost += count
@@ -216,7 +234,8 @@ class Tracer:
             normal_stop = False
             try:
                 while True:
-                    s.poll(100)
+                    s.poll(100)  # at most 100 ms: light traffic is printed promptly
+                    self._flush_output()
                     self.out.flush()
                     if self.max_events and self.events >= self.max_events:
                         break
@@ -237,6 +256,7 @@ class Tracer:
                 if normal_stop:
                     try:
                         s.drain()
+                        self._flush_output()
                         self.out.flush()
                     except BrokenPipeError as e:
                         broken = e

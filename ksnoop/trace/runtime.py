@@ -34,11 +34,16 @@ Events and losses
 -----------------
 ``poll(timeout_ms)`` calls ``on_event(cpu, data: bytes)`` per event (``cpu``
 is -1 for the ring buffer, which does not record it: put the CPU in the event
-if you need it) and ``on_lost(count)`` when events were dropped: for the perf
+if you need it), or ``on_record(buf, offset, size)`` when given (the event is
+``buf[offset:offset + size]``; ``buf`` is only valid during the call: on
+x86-64 it is the ring buffer itself, mapped and read in place by
+``ringbuf.RingReader`` rather than copied record by record through BCC's
+ctypes callback), and ``on_lost(count)`` when events were dropped: for the perf
 buffer, the kernel's per-CPU lost records; for the ring buffer, the increase
 of ``ksnoop_lost`` since the last poll.  An exception raised by a callback
 (``BrokenPipeError`` from a closed stdout, say) stops delivery and is
-re-raised by ``poll`` once BCC's C code has returned.
+re-raised by ``poll`` (once BCC's C code has returned); the records after it
+stay in the ring buffer for ``drain()``.
 """
 
 import contextlib
@@ -239,7 +244,7 @@ class Session:
 
     def __init__(self, c_text, probes, *, btf, buffer="auto", pages=64,
                  on_event=None, on_lost=None, maxactive=None, debug=False,
-                 arch=None, log=None, cgroup=None):
+                 arch=None, log=None, cgroup=None, on_record=None):
         if BPF is None:
             raise AttachError("BCC's Python module is missing (Debian: python3-bpfcc)")
         self.c_text = c_text
@@ -255,7 +260,9 @@ class Session:
         self.buffer = buffer
         self.pages = pages  # per CPU; the ring buffer gets pages * CPUs in total
         self.on_event = on_event
+        self.on_record = on_record
         self.on_lost = on_lost
+        self._ring = None  # ringbuf.RingReader: the ring buffer mapped here
         self.maxactive = default_maxactive() if maxactive is None else maxactive
         self.debug = debug
         self.log = log or (lambda text: sys.stderr.write(text + "\n"))  # debug output
@@ -443,10 +450,45 @@ class Session:
             return
         table = self._bpf[b"events"]
         if self.buffer == RINGBUF:
-            table.open_ring_buffer(self._ringbuf_cb)
+            self._ring = self._map_ring(table)
+            if self._ring is None:
+                table.open_ring_buffer(self._ringbuf_cb)
         else:
             table.open_perf_buffer(self._perf_cb, page_cnt=self.pages, lost_cb=self._lost_cb)
         self._buffer_open = True
+
+    def _map_ring(self, table):
+        """The ring buffer mapped for in-place reading, or None (BCC reads it)."""
+        from . import ringbuf
+
+        if not ringbuf.supported():
+            return None
+        size = int(getattr(table, "max_entries", 0) or self.ring_pages * 4096)
+        try:
+            return ringbuf.RingReader(table.map_fd, size)
+        except (OSError, ValueError) as e:
+            self.notes.append(f"ring buffer read through BCC (mapping it failed: {e})")
+            return None
+
+    def _consume_ring(self):
+        """Deliver every record in the ring buffer; a callback's exception propagates."""
+        if self._ring is None:
+            self._bpf.ring_buffer_consume()
+            return
+        handle = self.on_record
+        if handle is None:
+            on_event = self.on_event
+
+            def handle(buf, off, size):
+                if on_event is not None:
+                    on_event(-1, buf[off:off + size])
+        ring = self._ring
+        n, nbytes = ring.delivered, ring.bytes
+        try:
+            ring.consume(handle)
+        finally:
+            self._stats.events += ring.delivered - n
+            self._stats.bytes += ring.bytes - nbytes
 
     def _deliver(self, cpu, data, size):
         if self._pending is not None:
@@ -456,11 +498,13 @@ class Session:
             return
         self._stats.events += 1
         self._stats.bytes += size
-        if self.on_event is not None:
-            try:
+        try:
+            if self.on_record is not None:
+                self.on_record(ct.string_at(data, size), 0, size)
+            elif self.on_event is not None:
                 self.on_event(cpu, ct.string_at(data, size))
-            except BaseException as e:  # noqa: B036 - re-raised from poll()
-                self._pending = e
+        except BaseException as e:  # noqa: B036 - re-raised from poll()
+            self._pending = e
 
     def _perf_cb(self, cpu, data, size):
         self._deliver(cpu, data, size)
@@ -503,8 +547,11 @@ class Session:
         self._open_buffer()
         before = self._stats.events
         if self.buffer == RINGBUF:
-            self._bpf.ring_buffer_poll(timeout_ms)
-            self._bpf.ring_buffer_consume()  # records sent without a wakeup
+            if self._ring is not None:
+                self._ring.wait(timeout_ms)
+            else:
+                self._bpf.ring_buffer_poll(timeout_ms)
+            self._consume_ring()  # records sent without a wakeup too
             self._read_counted_lost()
         else:
             self._bpf.perf_buffer_poll(timeout_ms)
@@ -602,7 +649,7 @@ class Session:
             return 0
         before = self._stats.events
         if self.buffer == RINGBUF:
-            self._bpf.ring_buffer_consume()
+            self._consume_ring()  # at most the ring's size: all of it, the producers are gone
             self._read_counted_lost()
         else:
             while self._bpf.perf_buffer_poll(0) > 0:  # returns how many CPU buffers had data
@@ -617,6 +664,9 @@ class Session:
         self._closed = True
         self.detach()
         errors = []
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
         if self._bpf is not None:
             try:
                 self._bpf.cleanup()  # closes programs and maps, frees the ring buffer
