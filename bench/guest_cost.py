@@ -355,6 +355,8 @@ def report_bytes(label, spec, rounds, failed):
         census = census_of(rounds, key)
         census_calls = sum(res[key]["census_calls"] for res in rounds)
         n, ring[key], payload[key] = per_event(census) if census is not None else (0, None, None)
+        if n > census_calls:  # one event per call at most: more means a ring counted twice
+            failed.append(f"{who}: {n} records for {census_calls} calls in the census")
         print(f"  {who:9} census of {len(rounds)} x {CENSUS} paced datagrams ({census_calls} calls): "
               f"{census_text(census)}")
         print(f"  {'':9} workload: {per_call[key]:.1f} B in the buffer per traced call "

@@ -216,13 +216,20 @@ def rings_of(pid):
     """Every perf ring and BPF ring buffer that process ``pid`` reads."""
     fds = _fds(pid)
     rings = _perf_rings(pid, fds)
+    seen = set()  # a tool may hold one map through several fds: count each map once
     for fd, (target, info) in sorted(fds.items()):
         if not target.startswith("anon_inode:bpf-map"):
             continue
         mtype = re.search(r"^map_type:\s*(\d+)", info, re.M)
-        if mtype and int(mtype.group(1)) == BPF_MAP_TYPE_RINGBUF:
-            size = int(re.search(r"^max_entries:\s*(\d+)", info, re.M).group(1))
-            rings.append(RingBuf(pid, fd, size))
+        map_id = re.search(r"^map_id:\s*(\d+)", info, re.M)
+        if not (mtype and int(mtype.group(1)) == BPF_MAP_TYPE_RINGBUF):
+            continue
+        if map_id:
+            if map_id.group(1) in seen:
+                continue
+            seen.add(map_id.group(1))
+        size = int(re.search(r"^max_entries:\s*(\d+)", info, re.M).group(1))
+        rings.append(RingBuf(pid, fd, size))
     return rings
 
 
