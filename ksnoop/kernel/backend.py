@@ -96,6 +96,17 @@ class Backends:
             return "not in available_filter_functions (notrace?)"
         return ""
 
+    def unattachable(self, fn):
+        """Why a function a wildcard matched is left out, or "": one that ftrace
+        cannot patch (notrace, init code) would fail to attach by fentry or
+        kprobe-multi, and fail the whole trace."""
+        if not self.kernel.live:
+            return ""
+        names = features.ftrace_functions()
+        if names is not None and fn.name not in names:
+            return "not in available_filter_functions (notrace or init code)"
+        return ""
+
     def choose(self, fn, slots, pattern=False):
         """The Choice for function ``fn`` (kernel.functions.Function) with its
         argument slots; NotPossible under ``--backend fentry`` when it cannot be."""

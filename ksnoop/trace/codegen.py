@@ -92,7 +92,10 @@ def _fetch(slot, i, indent):
     v = slot.value
     f = f"e->v{i}"
     if v.kind == SCALAR and v.read_off < 0:
-        return [f"{indent}{f}_ptr = (u64){v.reg};"]
+        # one 8-byte store (the slot is 8-byte aligned; a packed member would be
+        # stored byte by byte, shifting the value: the verifier refuses that on a
+        # pointer, as fentry's struct pointer arguments are)
+        return [f"{indent}*(u64 *)&{f}_ptr = (u64){v.reg};"]
     if v.kind == REGS:
         return [f"{indent}*(u64 *)&{f}_data[{8 * k}] = (u64){reg};" for k, reg in enumerate(v.regs)]
     out = [f"{indent}{{", f"{indent}\tu64 p = (u64){v.reg};", f"{indent}\tlong err = 0;"]
@@ -102,7 +105,7 @@ def _fetch(slot, i, indent):
     if v.kind in (DEREF, STRING):
         # A NULL pointer is not read: ptr 0 with status 0 is shown as NULL, while a
         # failed read (status < 0) is an unreadable pointer.
-        out.append(f"{inner}{f}_ptr = err ? 0 : p;")
+        out.append(f"{inner}*(u64 *)&{f}_ptr = err ? 0 : p;")
     elif v.kind == SCALAR:
         data = f"*(u64 *){f}_data"
         out.append(f"{inner}{data} = 0;")

@@ -49,7 +49,8 @@ def expand(r, spec, start, seen):
             skipped["traced by an earlier spec"] = skipped.get("traced by an earlier spec", 0) + 1
             continue
         one = replace(spec, func=name)
-        why = _missing_names(find_function(r.kernel, name), one)
+        fn = find_function(r.kernel, name)
+        why = _missing_names(fn, one) or (r.backends.unattachable(fn) if r.backends else None)
         if why is None:
             try:
                 plans.append(r.function(one, start + len(plans), pattern=True))

@@ -192,7 +192,8 @@ def dummy_device(name="ksnoop0"):
     """Load the dummy module and create a device; returns a function that
     makes the module's ndo_get_stats64 run once per call."""
     subprocess.run(["modprobe", "dummy"], check=True)
-    subprocess.run(["ip", "link", "add", name, "type", "dummy"], check=True)
+    if not os.path.exists(f"/sys/class/net/{name}"):  # made by an earlier run of the fixture
+        subprocess.run(["ip", "link", "add", name, "type", "dummy"], check=True)
 
     def poke():
         subprocess.run(["ip", "-s", "link", "show", name], check=True, stdout=subprocess.DEVNULL)

@@ -165,7 +165,7 @@ def test_fentry_reads_the_context_array_and_fexit_the_slot_after_it(kernel):
     assert ret.reg == "ctx[9]"
     c, probes = generate(p, MACHINE)
     assert "int ksnoop_entry_0(u64 *ctx)" in c and "int ksnoop_return_0(u64 *ctx)" in c
-    assert "e->v0_ptr = (u64)ctx[6];" in c
+    assert "*(u64 *)&e->v0_ptr = (u64)ctx[6];" in c
     (point,) = attach_points(probes)
     assert (type(point).__name__, point.func, point.btf_id, point.entry_fn, point.return_fn) == (
         "Fentry", "do_mmap", fp.btf_id, "ksnoop_entry_0", "ksnoop_return_0")
@@ -310,3 +310,15 @@ def test_kprobe_backend_keeps_values_as_before(kernel):
     assert a.funcs[0].entry == b.funcs[0].entry
     assert [(v.reg, v.kind) for v in b.funcs[0].entry] == [("ctx->si", SCALAR), ("ctx->si", DEREF)]
     assert a.funcs[0].probe == b.funcs[0].probe == KPROBE
+
+
+def test_a_wildcard_leaves_out_what_ftrace_cannot_patch(monkeypatch):
+    """A function a wildcard matches that ftrace cannot patch (notrace, init
+    code) would fail to attach and fail the whole trace: it is left out."""
+    btf = crafted()
+    monkeypatch.setattr(features, "ftrace_functions", lambda: {"f"})
+    b = backend.Backends(LiveKernel(btf), "auto")
+    assert b.unattachable(FakeFn(btf, "f")) == ""
+    assert b.unattachable(FakeFn(btf, "g")) == "not in available_filter_functions (notrace or init code)"
+    monkeypatch.setattr(features, "ftrace_functions", lambda: None)  # unreadable: try them all
+    assert b.unattachable(FakeFn(btf, "g")) == ""
