@@ -22,7 +22,10 @@ workload (bpftool prog show):
                            / delta run_cnt of its entry program
 
 Everything a tool runs counts (the reference's return program runs on
-every return, even for an entry-only spec).  Targets, with fentry: at most
+every return, even for an entry-only spec).  The ratio is the median of
+the rounds' ratios: under TCG a host that deschedules the guest's CPU
+inside a program inflates that round's wall-clock run time.  Targets, with
+fentry: at most
 0.1x the reference's for ``ip_send_skb(skb->len)``, at most 0.03x for a
 predicate that rejects every call.  Exit 1 if one is missed, 2 if fentry
 cannot be used here.  Under TCG only the ratios mean anything.
@@ -34,6 +37,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -125,7 +129,7 @@ def one_round(label, spec, work, order, datagrams):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datagrams", type=int, default=2000)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     from ksnoop.kernel.features import tracing_programs
     from ksnoop.kernel.files import Kernel
@@ -144,6 +148,7 @@ def main():
         print(f"kernel {os.uname().release}: {args.rounds} rounds x {args.datagrams} datagrams")
         for label, spec, target in SPECS:
             totals = {tool: [0, 0] for tool in TOOLS}
+            ratios = []  # fentry / reference, per round
             for r in range(args.rounds):
                 order = TOOLS[r % 3:] + TOOLS[:r % 3]
                 got = one_round(label, spec, work, order, args.datagrams)
@@ -153,11 +158,14 @@ def main():
                     totals[tool][1] += ns
                     line.append(f"{tool} {ns / calls:.0f} ns/call ({'+'.join(sorted(types))})")
                 print(f"  {spec} round {r + 1} (order {', '.join(order)}): " + "; ".join(line))
+                ratios.append((got["fentry"][1] / got["fentry"][0]) / (got["reference"][1] / got["reference"][0]))
             per = {tool: ns / calls for tool, (calls, ns) in totals.items()}
-            ratio = per["fentry"] / per["reference"]
+            # the median of the rounds' ratios: a round where the host descheduled
+            # the guest's CPU inside a program (TCG: wall time) counts once, not by its weight
+            ratio = statistics.median(ratios)
             print(f"{spec}: fentry {per['fentry']:.0f} ns, kprobe {per['kprobe']:.0f} ns, "
-                  f"reference {per['reference']:.0f} ns per call; fentry/reference "
-                  f"{ratio:.3f}x (target <= {target}x), kprobe/reference "
+                  f"reference {per['reference']:.0f} ns per call (all rounds); fentry/reference, "
+                  f"median of rounds {ratio:.3f}x (target <= {target}x); all rounds kprobe/reference "
                   f"{per['kprobe'] / per['reference']:.3f}x")
             if ratio > target:
                 missed.append(f"{spec}: {ratio:.3f}x > {target}x")
