@@ -50,8 +50,8 @@ def expand(r, spec, start, seen):
             continue
         one = replace(spec, func=name)
         fn = find_function(r.kernel, name)
-        why = _missing_names(fn, one) or (r.backends.unattachable(fn) if r.backends else None)
-        if why is None:
+        why = _missing_names(fn, one) or (r.backends.unattachable(fn) if r.backends else "")
+        if not why:
             try:
                 plans.append(r.function(one, start + len(plans), pattern=True))
                 seen[name] = True

@@ -17,6 +17,7 @@ import subprocess
 import sys
 
 import pytest
+from backendstub import Fixed
 from click.testing import CliRunner
 from hostenv import bpf_skip_reason
 
@@ -56,14 +57,6 @@ def ksnoop(env, *args):
     p = subprocess.run([sys.executable, "-m", "ksnoop", *args], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=120)
     return p.returncode, p.stdout, p.stderr
-
-
-class Fixed:
-    def __init__(self, choice):
-        self.choice = choice
-
-    def choose(self, fn, slots, pattern=False):
-        return self.choice
 
 
 MULTI = Fixed(backend.Choice(backend.KPROBE, True, "test"))

@@ -5,6 +5,7 @@ each backend reads its values with.  The real attach is the guest tier's."""
 import os
 
 import pytest
+from backendstub import Fixed
 from btfwriter import BTFWriter
 
 from ksnoop.btf import BTF, Kind
@@ -32,16 +33,6 @@ needs_btf = pytest.mark.skipif(not os.path.exists(VMLINUX), reason="kernel has n
 @pytest.fixture(scope="module")
 def kernel():
     return Kernel(btf_path=VMLINUX, kallsyms_path="/nonexistent/kallsyms")
-
-
-class Fixed:
-    """A Backends stand-in that gives every function the same Choice."""
-
-    def __init__(self, choice):
-        self.choice = choice
-
-    def choose(self, fn, slots, pattern=False):
-        return self.choice
 
 
 FENTRY_CHOICE = backend.Choice(backend.FENTRY, False, "test")

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 
 import pytest
+from backendstub import Fixed
 
 from ksnoop.btf import Kind
 from ksnoop.kernel import backend
@@ -87,14 +88,6 @@ int main(void)
 	return 0;
 }
 """
-
-
-class Fixed:
-    def __init__(self, choice):
-        self.choice = choice
-
-    def choose(self, fn, slots, pattern=False):
-        return self.choice
 
 
 MULTI = Fixed(backend.Choice(backend.KPROBE, True, "test"))
