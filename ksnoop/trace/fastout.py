@@ -15,7 +15,8 @@ building Event and Captured objects or looking anything up per event:
   path) for text and line, ``jsonout.compile_json`` for JSON (straight from
   the bytes, no JSON parse), and ``escape`` for strings, task and function
   names;
-- the task name's text is cached per raw 16 bytes;
+- the text of the task name, process, [thread,] and CPU fields is cached per
+  their raw values, and the text of the seconds while they stay the same;
 - ``buf`` may be a ``bytes`` object or the mapped ring buffer itself: nothing
   is copied but the values that are rendered from a slice.
 
@@ -40,7 +41,6 @@ from .wire import ENTRY, HEADER_FIELDS, HEADER_SIZE, KIND_NAMES
 __all__ = ["FastFormatter"]
 
 
-
 def _header_fields():
     """name -> (offset, struct code) of the header's fields (wire.HEADER_FIELDS)."""
     at, pos = {}, 0
@@ -56,7 +56,7 @@ _AT = _header_fields()
 assert _AT["kind"][0] == _AT["func"][0] + struct.calcsize("<" + _AT["func"][1])
 _KEY_OFFSET = _AT["func"][0]
 _KEY = struct.Struct("<" + _AT["func"][1] + _AT["kind"][1])
-_COMM_CACHE_MAX = 4096
+_HEAD_CACHE_MAX = 4096  # (task, pid, cpu) texts kept
 STATUS = struct.Struct("<i")
 PTR_STATUS = struct.Struct("<Qi")
 _CODES = {(1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h",
@@ -96,10 +96,7 @@ def _scalar(btf, tid, flags, names, indent):
         st = struct.Struct("<" + code)
         texts, jsons = {}, {}
         for ev in t.values:
-            try:
-                data = st.pack(ev.value) + bytes(8)
-            except struct.error:
-                continue
+            data = (ev.value & ((1 << 8 * t.size) - 1)).to_bytes(t.size, "little") + bytes(8)
             v = st.unpack_from(data)[0]
             text = r.render(data).rstrip("\n")
             texts[v] = text.replace("\n", "\n  ") if indent else text
@@ -225,7 +222,12 @@ class _Layout:
         indent = (lambda text: text.replace("\n", "\n  ")) if self.fmt == "text" else (lambda text: text)
         what = type_name(btf, v.type_id)
         tid = v.type_id if v.kind == REGS else v.show_type
-        have = min(s.size, v.full_size) if v.kind == REGS else s.size
+        if v.kind == REGS:
+            have = min(s.size, v.full_size)
+        elif s.data < 0:  # a scalar register: its 8 bytes are the value
+            have = 8
+        else:
+            have = s.size
         render = self.render_fn(tid, have)
         ptr_at, status_at, data_at, size = s.ptr, s.status, s.data, s.size
         name = v.name
@@ -313,7 +315,9 @@ class _Layout:
     def build(self):
         ev, fp, fmt = self.ev, self.fp, self.fmt
         self.reads = list(_HEADER_READS)  # (offset, struct code, variable): one unpack
-        code = ["c = COMM.get(comm)", "if c is None: c = new_comm(comm)"]
+        # the text of the task, process and CPU fields, kept per (comm, pid, [tid,] cpu)
+        who = "comm, tgid, tid, cpu" if fmt == "json" else "comm, tgid, cpu"
+        code = [f"h = HEAD.get(({who}))", f"if h is None: h = new_head({who})"]
         slots = [(s, *self.slot(i, s, code)) for i, s in enumerate(ev.slots)]
         if fmt == "json":
             fmt_str, args = self.json(slots, code)
@@ -322,8 +326,8 @@ class _Layout:
             # seconds (with the spaces before it) is kept while they stay the same
             code.append("d = ts - SEC[0]")
             code.append("if not 0 <= d < 1000000000: d = new_second(ts)")
-            head = "%s %7d %4d %s%06d " + _pct(terminal_text(fp.name)) + "("
-            args = ["c", "tgid", "cpu", "SEC[1]", "d // 1000"]
+            head = "%s%s%06d " + _pct(terminal_text(fp.name)) + "("
+            args = ["h", "SEC[1]", "d // 1000"]
             fmt_str = head + (self.line(slots, args) if fmt == "line" else self.text(slots, args))
         fmt_, names = _unpacker(self.reads)
         code[:0] = [f"if size < {ev.size}: short({fp.name!r}, size, {ev.size})",
@@ -368,10 +372,10 @@ class _Layout:
         last = {}  # name -> the last slot of that name, in the order names first appear
         for s, piece, a, _ in slots:
             last[s.value.name] = (piece, a)
-        fmt_str = ('{"time":%r,"comm":%s,"pid":%d,"tid":%d,"cpu":%d,"function":'
+        fmt_str = ('{"time":%r,%s,"function":'
                    + _pct(_quote(fp.name)) + ',"event":' + _pct(_quote(KIND_NAMES[ev.kind]))
                    + ',"values":{')
-        args = ["ts / 1e9", "c", "tgid", "tid", "cpu"]
+        args = ["ts / 1e9", "h"]
         for i, (name, (piece, a)) in enumerate(last.items()):
             fmt_str += ("," if i else "") + _pct(_quote(name)) + ":" + piece
             args.extend(a)
@@ -388,19 +392,20 @@ class _Layout:
 
 
 class FastFormatter:
-    """Formats the events of one plan: ``format(buf, offset, size) -> str``."""
+    """Formats the events of one plan: ``format(buf, offset=0, size=None) -> str``,
+    the text of the event at ``buf[offset:offset + size]``."""
 
     def __init__(self, plan, fmt="text", formatter=None):
         self.fmt = fmt
         self.formatter = formatter or Formatter(fmt)
         self.decoder = Decoder(plan)
         self._names = {}
-        comm_cache = {}
-        self.ns = {"STATUS": STATUS, "COMM": comm_cache, "new_comm": self._new_comm,
+        self._heads = {}
+        self.ns = {"STATUS": STATUS, "HEAD": self._heads, "new_head": self._new_head,
                    "SEC": [0, ""], "new_second": self._new_second, "json_dumps": json_dumps,
                    "cannot_read": cannot_read, "short": self._short}
-        self._comms = comm_cache
         self._fns = {}  # (func, kind) -> the layout's function, made at its first event
+        self.format = self._dispatcher()
 
     def names(self, btf):
         n = self._names.get(id(btf))
@@ -429,29 +434,67 @@ class FastFormatter:
         self.ns["SEC"][:] = [base, "%9d." % sec]
         return ts - base
 
-    def _new_comm(self, raw):
+    def _new_head(self, raw, tgid, *tid_cpu):
+        """The text of the header fields before the time (text, line) or after it
+        (json): the task name (escaped), the process, [the thread,] the CPU."""
         comm = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
-        text = _quote(comm) if self.fmt == "json" else "%-16s" % terminal_text(comm)
-        if len(self._comms) >= _COMM_CACHE_MAX:
-            self._comms.clear()
-        self._comms[raw] = text
+        if self.fmt == "json":
+            text = '"comm":%s,"pid":%d,"tid":%d,"cpu":%d' % (_quote(comm), tgid, *tid_cpu)
+        else:
+            text = "%-16s %7d %4d " % (terminal_text(comm), tgid, *tid_cpu)
+        if len(self._heads) >= _HEAD_CACHE_MAX:
+            self._heads.clear()
+        self._heads[(raw, tgid, *tid_cpu)] = text
         return text
 
     @staticmethod
     def _short(name, size, need):
         raise KsnoopError(f"short event for {name}: {size} of {need} bytes")
 
-    def format(self, b, o=0, size=None):
-        """The output text of the event at ``b[o:o + size]``."""
-        if size is None:
-            size = len(b) - o
-        if size < HEADER_SIZE:
-            raise KsnoopError(f"short event: {size} bytes")
-        key = _KEY.unpack_from(b, o + _KEY_OFFSET)
-        fn = self._fns.get(key)
-        if fn is None:
-            fn = self.layout_fn(key)
-        return fn(b, o, size)
+    def _dispatcher(self):
+        """``format(b, o=0, size=None)``: the output text of the event at
+        ``b[o:o + size]`` (a closure: everything it needs is a local)."""
+        fns, layout_fn = self._fns, self.layout_fn
+        key_of, key_at, header_size = _KEY.unpack_from, _KEY_OFFSET, HEADER_SIZE
+
+        def format(b, o=0, size=None):
+            if size is None:
+                size = len(b) - o
+            if size < header_size:
+                raise KsnoopError(f"short event: {size} bytes")
+            key = key_of(b, o + key_at)
+            fn = fns.get(key)
+            if fn is None:
+                fn = layout_fn(key)
+            return fn(b, o, size)
+        return format
+
+    def collector(self, texts, bad, abort, chunk, full):
+        """``handle(b, o, size)`` for a buffer reader: appends the text of the event
+        at ``b[o:o + size]`` to the list ``texts`` and calls ``full()`` when it holds
+        ``chunk`` texts; an event that cannot be formatted goes to ``bad(exc)``; an
+        exception that is not an Exception (Ctrl-C) calls ``abort()`` and propagates.
+        One call per event: the dispatch of ``format`` is done in place."""
+        fns, layout_fn, append = self._fns, self.layout_fn, texts.append
+        key_of, key_at, header_size = _KEY.unpack_from, _KEY_OFFSET, HEADER_SIZE
+
+        def handle(b, o, size):
+            try:
+                if size < header_size:
+                    raise KsnoopError(f"short event: {size} bytes")
+                fn = fns.get(key_of(b, o + key_at))
+                if fn is None:
+                    fn = layout_fn(key_of(b, o + key_at))
+                append(fn(b, o, size))
+            except Exception as e:  # a malformed event must not end the trace
+                bad(e)
+                return
+            except BaseException:
+                abort()
+                raise
+            if len(texts) >= chunk:
+                full()
+        return handle
 
     def layout_fn(self, key):
         """The function formatting events of layout ``key`` (func, kind)."""

@@ -100,9 +100,10 @@ class Tracer:
         self.prepared = prepared
         self.kernel = kernel
         self.formatter = Formatter(fmt)
-        # event bytes -> text, with code made once per event layout (fastout.py)
-        self._format = FastFormatter(prepared.plan, fmt, self.formatter).format
         self._texts = []  # formatted, not written yet: written in one go per poll
+        # event bytes -> text, with code made once per event layout (fastout.py)
+        self._on_record = FastFormatter(prepared.plan, fmt, self.formatter).collector(
+            self._texts, self._bad_event, self._lost_one, CHUNK_EVENTS, self._flush_output)
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.pages, self.buffer, self.debug = pages, buffer, debug
@@ -137,13 +138,20 @@ class Tracer:
         texts = self._texts
         if not texts:
             return
-        self._texts = []
+        if self.max_events and self.events + len(texts) > self.max_events:
+            del texts[self.max_events - self.events:]  # past -n: not shown (as ever)
+        n = len(texts)
+        if not n:
+            return
         try:
-            self._write("\n".join(texts))
+            text = "\n".join(texts)
+            texts.clear()
+            self._write(text)
         except BaseException:
-            self.lost += len(texts)
+            texts.clear()
+            self.lost += n
             raise
-        self.events += len(texts)
+        self.events += n
 
     def _session(self):
         from .runtime import PERF, RINGBUF, Session
@@ -185,22 +193,13 @@ class Tracer:
         self._notes_shown = len(notes)
         self.err.flush()
 
-    def _on_record(self, buf, off, size):
-        """One event, ``buf[off:off + size]`` (``buf`` may be the ring buffer itself)."""
-        texts = self._texts
-        if self.max_events and self.events + len(texts) >= self.max_events:
-            return
-        try:
-            texts.append(self._format(buf, off, size))
-        except Exception as e:  # a malformed event must not end the trace
-            self.bad += 1
-            self.err.write(f"ksnoop: undecodable event: {e}\n")
-            return
-        except BaseException:  # Ctrl-C while formatting: consumed, not printed
-            self.lost += 1
-            raise
-        if len(texts) >= CHUNK_EVENTS:
-            self._flush_output()
+    def _bad_event(self, exc):
+        self.bad += 1
+        self.err.write(f"ksnoop: undecodable event: {exc}\n")
+
+    def _lost_one(self):
+        """Ctrl-C while an event was formatted: consumed, never printed."""
+        self.lost += 1
 
     def _on_lost(self, count):
         self.lost += count

@@ -33,7 +33,8 @@ _POS = struct.Struct("<Q")
 _LEN = struct.Struct("<I")
 _BUSY = 1 << 31
 _DISCARD = 1 << 30
-_HDR = 8
+_HDR = 8  # the record header; records are padded to 8 bytes
+assert _DISCARD == 0x40000000 and _HDR == 8  # as written out in consume()'s loop
 
 
 def supported():
@@ -92,15 +93,16 @@ class RingReader:
                     break
                 while cons < stop:
                     at = page + (cons & mask)
-                    hdr = length_of(data, at)[0]
-                    if hdr & _BUSY:
-                        return n
-                    size = hdr & ~_DISCARD
-                    cons += (size + _HDR + 7) & ~7
-                    if not hdr & _DISCARD:
+                    hdr, = length_of(data, at)
+                    if hdr < 0x40000000:  # committed (not BUSY), not discarded: the usual case
+                        cons += (hdr + 15) & -8  # header and bytes, padded to 8
                         n += 1
-                        nbytes += size
-                        handle(data, at + _HDR, size)
+                        nbytes += hdr
+                        handle(data, at + 8, hdr)
+                    elif hdr & _BUSY:
+                        return n
+                    else:
+                        cons += ((hdr & ~_DISCARD) + 15) & -8
                     if cons - stored >= flush:
                         _POS.pack_into(cons_map, 0, cons)
                         stored = cons

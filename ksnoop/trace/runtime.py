@@ -60,7 +60,14 @@ from typing import Optional
 from ..errors import AttachError, Terminated
 from ..kernel import arch as arch_mod
 from ..kernel import headers as kheaders
-from ..kernel.features import ensure_tracefs, kprobe_misses, kprobes_available, privilege_problem, ringbuf_supported
+from ..kernel.features import (
+    ensure_tracefs,
+    kprobe_misses,
+    kprobes_available,
+    privilege_problem,
+    ringbuf_supported,
+)
+from ..kernel.lockdown import load_refusal_hint
 from .codegen import MULTI_PROGS
 from .links import Fentry, MultiKprobe, OwnPrograms
 from .multigen import RECIPES
@@ -351,7 +358,8 @@ class Session:
                 fn, why = None, str(e)
         if fn is None:
             detail = _verifier_reason(err[0]) or why
-            exc = AttachError(f"kernel rejected BPF program {name}: {detail}")
+            hint = load_refusal_hint(err[0] + why)
+            exc = AttachError(hint or f"kernel rejected BPF program {name}: {detail}")
             exc.details = err[0]
             raise exc
         self._fns[name] = fn
@@ -612,7 +620,6 @@ class Session:
                 if missed is not None:
                     out[label] = missed
         out.update(dict.fromkeys(wanted.values()))
-
         if wanted:
             for event, count in kprobe_misses(wanted).items():
                 out[wanted[event]] = count
@@ -652,8 +659,9 @@ class Session:
             self._consume_ring()  # at most the ring's size: all of it, the producers are gone
             self._read_counted_lost()
         else:
-            while self._bpf.perf_buffer_poll(0) > 0:  # returns how many CPU buffers had data
-                pass
+            # BCC's perf_buffer_poll returns None; one poll reads every ready CPU buffer
+            # to its end (every record wakes the reader: wakeup_events is 1)
+            self._bpf.perf_buffer_poll(0)
         self._raise_pending()
         return self._stats.events - before
 

@@ -150,7 +150,8 @@ def crafted_plan():
     ch = w.int("char", 1, char=True)
     odd = w.int("__int128", 16, signed=True)
     en = w.enum("e%d{x}", [("A'\"%s", -1), ("B{}", 7), ("C\nD", 3), ("B2", 7)], size=4, signed=True)
-    en8 = w.enum("small", [("ONE", 1), ("BIG", 255)], size=1)
+    en8 = w.enum("small", [("ONE", 1), ("BIG", 255), ("MINUS", -1)], size=1)
+    dbl = w.float("double", 8)
     arr = w.array(ch, 6)
     zero = w.array(u8, 0)
     inner = w.struct("in%ner", 8, [("x", s32, 0), ("", w.union("", 4, [("y", u8, 0), ("x", s16, 0)]), 32)])
@@ -161,7 +162,8 @@ def crafted_plan():
     pch = w.ptr(ch)
     btf = BTF(w.build(), name="crafted", use_cache=False)
     types = [("s32", s32, 4), ("u8", u8, 1), ("s16", s16, 2), ("u64", u64, 8), ("bool", boo, 1),
-             ("en", en, 4), ("en8", en8, 1), ("odd", odd, 16), ("ptr", pst, 8)]
+             ("en", en, 4), ("en8", en8, 1), ("odd", odd, 16), ("ptr", pst, 8),
+             ("dbl", dbl, 8)]  # a register that no inline recipe covers
     entry = [Value(n, False, SCALAR, t, t, "ctx->di", size=8, full_size=size)
              for n, t, size in types if size <= 8]
     entry += [Value("p%s", False, DEREF, pst, st, "ctx->si", read_off=0, size=48, full_size=48),
