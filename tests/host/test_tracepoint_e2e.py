@@ -10,6 +10,7 @@ and that nothing stays attached afterwards.
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -212,20 +213,25 @@ def test_overload_accounting_is_exact(loop):
     assert re.search(r"ksnoop: lost \d+ events", err)
 
 
-def _only_workload(out, pid):
+def _only_workload(out, pid, comm="syscall_loop"):
     lines = out.splitlines()
-    return lines and all(re.match(rf"syscall_loop +{pid} ", ln) for ln in lines)
+    return lines and all(re.match(rf"{comm} +{pid} ", ln) for ln in lines)
 
 
-@pytest.mark.parametrize("glob", ["syscall_loop", "sys*", "s?scall*lo?p"])
-def test_comm_filter_keeps_the_named_task(loop, glob):
-    """-c without -p: only the workload's getppid calls, whatever else runs."""
-    r = Run(loop, 20, args=("-o", "line", "-c", glob), pid_filter=False)
+@pytest.mark.parametrize("kind", ["exact", "prefix", "marks"])
+def test_comm_filter_keeps_the_named_task(loop, kind, tmp_path):
+    """-c without -p: only the workload's getppid calls, whatever else runs
+    (another syscall_loop too: the workload runs under a name of its own)."""
+    name = "ksc%05d_loop" % (os.getpid() % 100000)
+    exe = tmp_path / name
+    shutil.copy(loop, exe)
+    glob = {"exact": name, "prefix": name[:8] + "*", "marks": "?" + name[1:4] + "*_lo?p"}[kind]
+    r = Run(str(exe), 20, args=("-o", "line", "-c", glob), pid_filter=False)
     r.go()
     time.sleep(0.3)
     out, err = r.stop()
     assert r.ks.returncode == 0, err
-    assert _only_workload(out, r.work.pid) and len(out.splitlines()) == 20, out
+    assert _only_workload(out, r.work.pid, name) and len(out.splitlines()) == 20, out
 
 
 def test_comm_filter_that_matches_nothing(loop):
