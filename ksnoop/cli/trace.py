@@ -27,6 +27,30 @@ class Seconds(click.ParamType):
         return seconds
 
 
+class Latency(click.ParamType):
+    """A duration with its unit: 50us, 2ms, 1.5s, 800ns -> nanoseconds (> 0)."""
+
+    name = "time"
+    UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+    MAX_NS = 1 << 62
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value).strip()
+        unit = next((u for u in ("ns", "us", "ms", "s") if text.endswith(u)), None)
+        number = text[:-len(unit)] if unit else ""
+        try:
+            ns = round(float(number) * self.UNITS[unit]) if unit and number.strip() == number \
+                else None
+        except (ValueError, OverflowError):
+            ns = None
+        if ns is None or not 0 < ns <= self.MAX_NS:
+            self.fail(f"{value!r} is not a time such as 50us, 2ms or 1s (ns, us, ms or s; "
+                      "more than 0)", param, ctx)
+        return ns
+
+
 @click.command("trace", context_settings=CONTEXT)
 @click.argument("specs", nargs=-1, required=True, metavar="SPEC...")
 @click.option("-p", "--pid", type=click.IntRange(1, PID_MAX_LIMIT), default=None,
@@ -38,6 +62,16 @@ class Seconds(click.ParamType):
 @click.option("--cgroup", metavar="PATH", type=click.Path(file_okay=False), default=None,
               help="Only tasks in the cgroup v2 directory PATH or below it "
                    "(e.g. /sys/fs/cgroup/system.slice/docker-ID.scope).")
+@click.option("--min-latency", "min_ns", type=Latency(), default=None, metavar="TIME",
+              help="Only calls lasting at least TIME (50us, 2ms, 1s), decided in BPF; each "
+                   "call is one event, entry values held until its return.")
+@click.option("-K", "--kstack", is_flag=True,
+              help="Add the kernel stack to each event, as function+0xoff [module].")
+@click.option("--time", "time_mode", type=click.Choice(["boot", "wall", "delta"]), default="boot",
+              show_default=True,
+              help="Time column of text and line output: seconds since boot, wall clock "
+                   "(UTC, HH:MM:SS.micro), or seconds since the previous event.  JSON has "
+                   "both time (since boot) and wall (ISO 8601 UTC).")
 @click.option("-P", "--pages", type=click.IntRange(1, MAX_PAGES), default=64, show_default=True,
               help=f"Buffer pages per CPU (a power of two, at most {MAX_PAGES}).")
 @click.option("-s", "--size", "limit", type=click.IntRange(8, 65536), default=2048,
@@ -66,8 +100,8 @@ class Seconds(click.ParamType):
                    "and each function's backend and why; attach nothing.")
 @click.option("--dump-bpf", is_flag=True, help="Print the generated BPF C and exit.")
 @debug_option
-def trace_cmd(specs, pid, tid, comm, cgroup, pages, limit, fmt, max_events, duration, buffer, colour,
-              backend, dry_run, dump_bpf, debug):
+def trace_cmd(specs, pid, tid, comm, cgroup, min_ns, kstack, time_mode, pages, limit, fmt, max_events,
+              duration, buffer, colour, backend, dry_run, dump_bpf, debug):
     """Trace calls of kernel functions, or kernel tracepoints.
 
     \b
@@ -84,8 +118,12 @@ def trace_cmd(specs, pid, tid, comm, cgroup, pages, limit, fmt, max_events, dura
     structs are shown as the struct they point to (up to --size bytes);
     char pointers as strings.  When predicates and both entry and return
     values are named, entry values are held until the return and shown
-    together (stash mode).  Events go to stdout; lost events, missed
-    returns and a summary go to stderr.
+    together (stash mode).  Return and stash events show the call's
+    duration, e.g. "(12.345us)" (JSON: duration_ns); --min-latency keeps
+    only slow calls.  -K adds the kernel stack.  A return value in
+    -4095..-1 shows its errno name, "(int)-2 (-ENOENT)", an error pointer
+    "ERR_PTR(-ENOENT)" (JSON: "errno": {"return": "ENOENT"}).  Events go to
+    stdout; lost events, missed returns and a summary go to stderr.
 
     \b
     Examples:
@@ -95,6 +133,10 @@ def trace_cmd(specs, pid, tid, comm, cgroup, pages, limit, fmt, max_events, dura
       ksnoop -o json "tcp_sendmsg(size > 1000)" | jq .values.size
       ksnoop "tp:sched_switch(prev->pid, next->comm)"
       ksnoop "udp_send*(sk)"
+      ksnoop --min-latency 2ms "vfs_fsync(file->f_path.dentry->d_name.name)"
+      ksnoop -K -n 1 "ip_send_skb(skb->len)"
+      ksnoop --time wall -o line "do_sys_openat2(filename, return == -ENOENT)"
+      ksnoop -o json "vfs_read(count)" | jq '{wall, duration_ns}'
     """
     from ..kernel.files import Kernel
     from ..trace.job import Tracer, prepare
@@ -109,20 +151,22 @@ def trace_cmd(specs, pid, tid, comm, cgroup, pages, limit, fmt, max_events, dura
 
     if comm is not None:
         check_comm_glob(comm)
-    filters = Filters(pid=pid or 0, tid=tid or 0, comm=comm or "", cgroup=cgroup or "")
+    filters = Filters(pid=pid or 0, tid=tid or 0, comm=comm or "", cgroup=cgroup or "",
+                      min_ns=min_ns or 0)
     from ..errors import AttachError
     from ..kernel.arch import current as current_arch
     from ..kernel.backend import Backends
 
     backends = Backends(kernel, backend, current_arch().machine)
     while True:
-        prepared = prepare(specs, kernel, limit=limit, filters=filters, backends=backends)
+        prepared = prepare(specs, kernel, limit=limit, filters=filters, backends=backends,
+                           kstack=kstack)
         if dump_bpf:
             click.echo(prepared.c_text, nl=False)
             return
         tracer = Tracer(prepared, kernel, fmt=fmt, pages=pages, buffer=buffer, debug=debug,
                         max_events=max_events or 0, duration=duration or 0.0,
-                        colour=sys.stdout.isatty() if colour is None else colour)
+                        colour=sys.stdout.isatty() if colour is None else colour, time=time_mode)
         try:
             if dry_run:
                 _dry_run(tracer, prepared)

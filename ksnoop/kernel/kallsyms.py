@@ -68,3 +68,50 @@ class Kallsyms:
             places = ", ".join(s.where() for s in syms)
             raise SymbolError(f"{name}: ambiguous, {len(syms)} functions share the name: {places}")
         return syms[0]
+
+
+class Symbolizer:
+    """Kernel addresses -> ``function+0xoff`` (`` [module]`` for a module's
+    function), from the function symbols of kallsyms text; each address is
+    looked up once.  None for an address below every symbol."""
+
+    def __init__(self, text):
+        text = text if isinstance(text, str) else text.decode("utf-8", "replace")
+        syms = []
+        for line in text.splitlines():
+            sym = parse_line(line)
+            if sym is not None and sym.is_function and sym.addr:
+                syms.append((sym.addr, sym.name, sym.module))
+        syms.sort()
+        self._addrs = [a for a, _, _ in syms]
+        self._syms = [(n, m) for _, n, m in syms]
+        self._cache = {}
+
+    def __len__(self):
+        return len(self._addrs)
+
+    def lookup(self, addr):
+        """(name, offset, module) of the function holding ``addr``, or None."""
+        from bisect import bisect_right
+
+        i = bisect_right(self._addrs, addr) - 1
+        if i < 0 or not addr:
+            return None
+        name, module = self._syms[i]
+        return name, addr - self._addrs[i], module
+
+    def __call__(self, addr):
+        """The raw text ``name+0xoff [module]`` (names not escaped: the
+        renderers escape them), or ``0x...`` for an unknown address."""
+        hit = self._cache.get(addr)
+        if hit is None:
+            found = self.lookup(addr)
+            if found is None:
+                hit = f"0x{addr:x}"
+            else:
+                name, off, module = found
+                hit = f"{name}+0x{off:x}" + (f" [{module}]" if module else "")
+            if len(self._cache) > 65536:
+                self._cache.clear()
+            self._cache[addr] = hit
+        return hit

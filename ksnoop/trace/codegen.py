@@ -14,7 +14,7 @@ from importlib import resources
 from .filters import glob_match, task_filter
 from .filters import maps as filter_maps
 from .plan import DEREF, FENTRY, KPROBE, REGS, SCALAR, STRING, TRACEPOINT, Filters, LogicCond, NotCond, Test
-from .wire import CALL, ENTRY, HEADER_FIELDS, RETURN, layouts_for
+from .wire import CALL, ENTRY, HEADER_FIELDS, KSTACK_FRAMES, NO_DURATION, RETURN, layouts_for
 
 TEMPLATE = "ksnoop.bpf.c"  # package data next to this module
 STASH_ENTRIES = 10240  # tasks with a call in flight (depth map)
@@ -57,14 +57,15 @@ def event_struct(ev):
     lines, pos, pad = [f"struct {ev.c_name} {{", "\tstruct ksnoop_hdr hdr;"], 40, 0
     asserts = []
 
-    def field(ctype, name, offset, count=0):
+    def field(ctype, name, offset, count=0, check=True):
         nonlocal pos, pad
         if offset > pos:
             lines.append(f"\tu8 _pad{pad}[{offset - pos}];")
             pad += 1
         lines.append(f"\t{ctype} {name}{f'[{count}]' if count else ''};")
-        asserts.append((name, offset))
-        pos = offset + (count or int(ctype[1:]) // 8)
+        if check:
+            asserts.append((name, offset))
+        pos = offset + (count or 1) * int(ctype[1:]) // 8
 
     for i, s in enumerate(ev.slots):
         lines.append(f"\t/* {s.value.name} */")
@@ -74,6 +75,13 @@ def event_struct(ev):
             field("s32", f"v{i}_status", s.status)
         if s.data >= 0:
             field("u8", f"v{i}_data", s.data, s.size)
+    # the duration and the kernel stack, after the slots; the size assert below
+    # places them (the last members), as the test of the layout does
+    if ev.dur >= 0:
+        field("u64", "dur", ev.dur, check=False)
+    if ev.kstack >= 0:
+        field("s32", "kstack_n", ev.kstack, check=False)
+        field("u64", "kstack", ev.kstack_data, KSTACK_FRAMES, check=False)
     if ev.size > pos:
         lines.append(f"\tu8 _pad{pad}[{ev.size - pos}];")
     lines.append("} __attribute__((packed));")
@@ -339,8 +347,11 @@ def _multi(programs, probes, maps, structs, gen, machine):
             fp, entry, ret = probes[k]
             probes[k] = (fp, side if side == MULTI_ENTRY else entry, side if side == MULTI_RETURN else ret)
         kind = RETURN if side == MULTI_RETURN else ENTRY
+        timed = any(needs_calls(fp) for _, fp, _ in members)
+        kstack = any(fp.kstack for _, fp, _ in members)
         programs.append(multigen.program(side, kind, bases[side], _prologue(side, members[0][1], gen),
-                                         multigen.registers(current(machine))))
+                                         multigen.registers(current(machine)), timed, gen.min_ns,
+                                         kstack))
     programs[:] = [t for t in programs if t.split("(", 1)[0][4:] not in dropped]
     unused = {ev.c_name for evs in generic.values() for ev in evs}
     for fp, entry, ret in probes:  # a function with one side compiled keeps its structs
@@ -364,31 +375,117 @@ def _prologue(name, fp, gen):
             + _task_filter(gen))
 
 
-def _stash_key(fp):
-    """This task's stash key and call-depth counter (``dp``) for function ``fp``."""
-    return ["\tstruct ksnoop_stash_key key = { .tid = (u32)id };",
-            f"\tu32 *dp = ksnoop_depth_{fp.index}.lookup(&key.tid);"]
+CALLS_C = """/*
+ * Calls in flight (ksnoop_stash_key): per task and function, the number of
+ * calls in flight (ksnoop_depth, key (function << 32) | tid); an entry takes
+ * the key at the current depth and adds one, its return takes one off and
+ * finds the same key, so a recursive call never takes its caller's entry.
+ * ksnoop_start holds each call's entry time under that key (stashed events
+ * hold it in their header).
+ */
+#define KSNOOP_STASH_DEPTH %(depth)d
+#define KSNOOP_NO_DURATION %(none)dULL
+BPF_TABLE("lru_hash", u64, u32, ksnoop_depth, %(entries)d);
+BPF_TABLE("lru_hash", struct ksnoop_stash_key, u64, ksnoop_start, %(entries)d);
+
+static __always_inline void ksnoop_push(struct ksnoop_stash_key *k, u64 id, u32 func)
+{
+	u64 dk = ((u64)func << 32) | (u32)id;
+	u32 *dp = ksnoop_depth.lookup(&dk);
+	u32 depth = dp ? *dp : 0;
+	k->tid = (u32)id;
+	k->func = func;
+	k->depth = depth & (KSNOOP_STASH_DEPTH - 1);
+	depth++;
+	if (dp)
+		*dp = depth;
+	else
+		ksnoop_depth.update(&dk, &depth);
+}
+
+/* 0 and the key of the returning call's entry; -1 when no entry was seen. */
+static __always_inline int ksnoop_pop(struct ksnoop_stash_key *k, u64 id, u32 func)
+{
+	u64 dk = ((u64)func << 32) | (u32)id;
+	u32 *dp = ksnoop_depth.lookup(&dk);
+	if (!dp || *dp == 0)
+		return -1;
+	u32 depth = *dp - 1;
+	*dp = depth;
+	k->tid = (u32)id;
+	k->func = func;
+	k->depth = depth & (KSNOOP_STASH_DEPTH - 1);
+	return 0;
+}
+
+/* At an entry: remember when the call started. */
+static __always_inline void ksnoop_enter(u64 id, u32 func)
+{
+	struct ksnoop_stash_key k;
+	ksnoop_push(&k, id, func);
+	u64 t0 = bpf_ktime_get_ns();
+	ksnoop_start.update(&k, &t0);
+}
+
+/* At a return: how long the call took, or KSNOOP_NO_DURATION. */
+static __always_inline u64 ksnoop_leave(u64 id, u32 func)
+{
+	struct ksnoop_stash_key k;
+	if (ksnoop_pop(&k, id, func))
+		return KSNOOP_NO_DURATION;
+	u64 *t0 = ksnoop_start.lookup(&k);
+	if (!t0)
+		return KSNOOP_NO_DURATION;
+	u64 dur = bpf_ktime_get_ns() - *t0;
+	ksnoop_start.delete(&k);
+	return dur;
+}"""
+
+
+def calls_c():
+    """The maps and helpers of calls in flight (entry times, stash keys)."""
+    return CALLS_C % {"depth": STASH_DEPTH, "none": NO_DURATION, "entries": STASH_ENTRIES}
+
+
+def needs_calls(fp):
+    """Whether a function's programs track calls in flight: a return is traced."""
+    return fp.probe != TRACEPOINT and bool(fp.stash or fp.ret)
+
+
+def _kstack(ev, indent="\t"):
+    """The kernel stack into the event (-K); a failure is said by kstack_n < 0."""
+    if ev.kstack < 0:
+        return []
+    return [f"{indent}e->kstack_n = bpf_get_stack(ctx, e->kstack, sizeof(e->kstack), 0);"]
+
+
+def _slow_enough(gen, fail):
+    """--min-latency: drop a call shorter than the minimum (or of unknown length)."""
+    if not gen.min_ns:
+        return []
+    return [f"\tif (dur == KSNOOP_NO_DURATION || dur < {int(gen.min_ns)}ULL) {fail}"]
 
 
 def _entry_program(fp, ev, gen):
+    """The entry program: the call's start time (when its return is traced),
+    then, when ``ev`` (the entry or stash event) is given, the event."""
     name = f"ksnoop_entry_{fp.index}"
     out = _prologue(name, fp, gen)
     if fp.stash:
-        out += _stash_key(fp) + [
-                "\tu32 depth = dp ? *dp : 0;",
-                f"\tkey.depth = depth & {STASH_DEPTH - 1};",
-                "\tdepth++;",
-                f"\tksnoop_depth_{fp.index}.update(&key.tid, &depth);"]
+        out += ["\tstruct ksnoop_stash_key key;", f"\tksnoop_push(&key, id, {fp.index});"]
         fail = f"{{ ksnoop_stash_{fp.index}.delete(&key); return 0; }}"
     else:
+        if needs_calls(fp):
+            out.append(f"\tksnoop_enter(id, {fp.index});")
         fail = "return 0;"
-    out += _scratch(ev)
-    out += _with_header(_capture(ev, False, fail, "\t"),
-                        [f"\tksnoop_fill_hdr(&e->hdr, id, {fp.index}, {ev.kind});"])
-    if fp.stash:
-        out.append(f"\tksnoop_stash_{fp.index}.update(&key, e);")
-    else:
-        out.append("\tKSNOOP_OUTPUT(ctx, e, sizeof(*e));")
+    if ev is not None:
+        out += _scratch(ev)
+        out += _with_header(_capture(ev, False, fail, "\t"),
+                            [f"\tksnoop_fill_hdr(&e->hdr, id, {fp.index}, {ev.kind});"] + _kstack(ev))
+        if fp.stash:
+            out.append(f"\tksnoop_stash_{fp.index}.update(&key, e);")
+        else:
+            out.append("\tKSNOOP_OUTPUT(ctx, e, sizeof(*e));")
     out += ["\treturn 0;", "}"]
     return name, out
 
@@ -398,19 +495,21 @@ def _return_program(fp, ev, gen):
     out = _prologue(name, fp, gen)
     if fp.stash:
         # Return values are captured straight into the stash entry.
-        out += _stash_key(fp) + [
-                "\tif (!dp || *dp == 0) return 0;",
-                "\tu32 depth = *dp - 1;",
-                f"\tksnoop_depth_{fp.index}.update(&key.tid, &depth);",
-                f"\tkey.depth = depth & {STASH_DEPTH - 1};",
-                f"\tstruct {ev.c_name} *e = (struct {ev.c_name} *)ksnoop_stash_{fp.index}.lookup(&key);",
-                "\tif (!e) return 0;"]
         fail = f"{{ ksnoop_stash_{fp.index}.delete(&key); return 0; }}"
-        header = ["\te->hdr.cpu = bpf_get_smp_processor_id();"]
+        out += ["\tstruct ksnoop_stash_key key;",
+                f"\tif (ksnoop_pop(&key, id, {fp.index})) return 0;",
+                f"\tstruct {ev.c_name} *e = (struct {ev.c_name} *)ksnoop_stash_{fp.index}.lookup(&key);",
+                "\tif (!e) return 0;",
+                "\tu64 dur = bpf_ktime_get_ns() - e->hdr.ts;"]
+        out += _slow_enough(gen, fail)
+        header = ["\te->hdr.cpu = bpf_get_smp_processor_id();", "\te->dur = dur;"]
     else:
+        out.append(f"\tu64 dur = ksnoop_leave(id, {fp.index});")
+        out += _slow_enough(gen, "return 0;")
         out += _scratch(ev)
         fail = "return 0;"
-        header = [f"\tksnoop_fill_hdr(&e->hdr, id, {fp.index}, {ev.kind});"]
+        header = [f"\tksnoop_fill_hdr(&e->hdr, id, {fp.index}, {ev.kind});", "\te->dur = dur;"]
+        header += _kstack(ev)
     out += _with_header(_capture(ev, True, fail, "\t"), header)
     out.append("\tKSNOOP_OUTPUT(ctx, e, sizeof(*e));")
     if fp.stash:
@@ -436,6 +535,10 @@ class _Gen:
     filters: Filters
     self_tgid: int
 
+    @property
+    def min_ns(self):
+        return getattr(self.filters, "min_ns", 0)
+
 
 def generate(plan, machine, filters=Filters(), generator=None):
     """(C text, [(function plan, entry program name or None, return name or None)]).
@@ -448,6 +551,7 @@ def generate(plan, machine, filters=Filters(), generator=None):
     ncpus = machine.ncpus
     structs, maps, programs, probes = [], filter_maps(filters), [], []
     scratch = 64
+    calls = bool(generator is not None and getattr(generator, "calls", False))
     if generator is not None:
         more_structs, more_maps = generator.shared()
         structs += more_structs
@@ -465,9 +569,9 @@ def generate(plan, machine, filters=Filters(), generator=None):
         for ev in evs:
             structs.append(event_struct(ev))
             scratch = max(scratch, ev.size)
+        calls = calls or needs_calls(fp)
         if fp.stash:
             (ev,) = evs
-            maps.append(f"BPF_TABLE(\"lru_hash\", u32, u32, ksnoop_depth_{fp.index}, {STASH_ENTRIES});")
             maps.append(f"BPF_TABLE(\"lru_hash\", struct ksnoop_stash_key, struct {ev.c_name}, "
                         f"ksnoop_stash_{fp.index}, {stash_entries(ev.size)});")
             entry_name, code = _entry_program(fp, ev, gen)
@@ -475,13 +579,17 @@ def generate(plan, machine, filters=Filters(), generator=None):
             ret_name, code = _return_program(fp, ev, gen)
             programs.append("\n".join(code))
         else:
-            for ev in evs:
-                if ev.kind == ENTRY:
-                    entry_name, code = _entry_program(fp, ev, gen)
-                else:
-                    ret_name, code = _return_program(fp, ev, gen)
+            entry_ev = next((ev for ev in evs if ev.kind == ENTRY), None)
+            if entry_ev is not None or needs_calls(fp):  # a traced return needs the entry time
+                entry_name, code = _entry_program(fp, entry_ev, gen)
                 programs.append("\n".join(code))
+            for ev in evs:
+                if ev.kind == RETURN:
+                    ret_name, code = _return_program(fp, ev, gen)
+                    programs.append("\n".join(code))
         probes.append((fp, entry_name, ret_name))
+    if calls:
+        maps.append(calls_c())
     scratch = max(scratch, _multi(programs, probes, maps, structs, gen, plan.arch))
     text = _template().substitute(
         header_fields=header_struct(),

@@ -4,7 +4,7 @@ import struct
 from dataclasses import dataclass
 
 from ..errors import KsnoopError
-from .wire import HEADER, HEADER_SIZE, layouts_for
+from .wire import HEADER, HEADER_SIZE, KSTACK_FRAMES, NO_DURATION, layouts_for
 
 _U64 = struct.Struct("<Q")
 _S32 = struct.Struct("<i")
@@ -30,6 +30,8 @@ class Event:
     func: object  # resolve.FuncPlan
     kind: int  # layout.ENTRY / RETURN / CALL
     values: tuple  # Captured...
+    dur: object = None  # the call's duration in ns (RETURN and CALL events), None: unknown
+    kstack: object = None  # -K: (status, return addresses): bytes bpf_get_stack wrote or -errno
 
 
 class Decoder:
@@ -62,4 +64,12 @@ class Decoder:
                 raw = data[s.ptr:s.ptr + 8]
             values.append(Captured(s.value, ptr, status, raw))
         comm = comm.split(b"\0", 1)[0].decode("utf-8", "replace")
-        return Event(ts, tgid, tid, cpu, comm, fp, kind, tuple(values))
+        dur = kstack = None
+        if ev.dur >= 0:
+            dur = _U64.unpack_from(data, ev.dur)[0]
+            dur = None if dur == NO_DURATION else dur
+        if ev.kstack >= 0:
+            n = _S32.unpack_from(data, ev.kstack)[0]
+            frames = min(max(n, 0) // 8, KSTACK_FRAMES)
+            kstack = (n, struct.unpack_from(f"<{frames}Q", data, ev.kstack_data))
+        return Event(ts, tgid, tid, cpu, comm, fp, kind, tuple(values), dur, kstack)

@@ -34,9 +34,20 @@ from ..render.escape import c_string, json_dumps, json_string, terminal_text
 from ..render.text import Names, TreeText, compile_text
 from .events import Decoder
 from .jsonout import _quote, compile_json
-from .output import Formatter, _errno
+from .output import (
+    ERR_INT4,
+    ERR_PTR,
+    Formatter,
+    _errno,
+    delta_text,
+    err_ptr_name,
+    errno_kind,
+    errno_name,
+    wall_offset_ns,
+    wall_second,
+)
 from .plan import DEREF, MEMORY, REGS, SCALAR, STRING
-from .wire import ENTRY, HEADER_FIELDS, HEADER_SIZE, KIND_NAMES
+from .wire import ENTRY, HEADER_FIELDS, HEADER_SIZE, KIND_NAMES, KSTACK_FRAMES, NO_DURATION
 
 __all__ = ["FastFormatter"]
 
@@ -59,6 +70,9 @@ _KEY = struct.Struct("<" + _AT["func"][1] + _AT["kind"][1])
 _HEAD_CACHE_MAX = 4096  # (task, pid, cpu) texts kept
 STATUS = struct.Struct("<i")
 PTR_STATUS = struct.Struct("<Qi")
+_U64 = struct.Struct("<Q")
+_S32 = struct.Struct("<i")
+_S64 = struct.Struct("<q")
 _CODES = {(1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h",
           (4, False): "I", (4, True): "i", (8, False): "Q", (8, True): "q"}
 
@@ -197,7 +211,7 @@ class _Layout:
         """Code for slot ``i``: returns (text piece, args, note expression or None)
         and appends the lines computing them to ``code``."""
         v = s.value
-        if v.kind == SCALAR:
+        if v.kind == SCALAR and not errno_kind(self.btf, v):
             src = s.ptr if s.status < 0 else s.data
             inl = self.inline(v.show_type)
             if inl is not None:
@@ -231,10 +245,13 @@ class _Layout:
         render = self.render_fn(tid, have)
         ptr_at, status_at, data_at, size = s.ptr, s.status, s.data, s.size
         name = v.name
+        err = errno_kind(btf, v)
         if v.kind in (SCALAR, MEMORY, REGS):
             cut = (f"{v.size} bytes of {v.full_size}"
                    if json_out and v.kind == MEMORY and v.full_size > v.size else "")
             src = ptr_at if data_at < 0 else data_at
+            if err and not json_out:
+                render = self.errno_fn(render, err, src, what)
             if status_at < 0:
                 def value(b, o):
                     return render(b, o + src), cut
@@ -254,6 +271,10 @@ class _Layout:
         vsize = v.size
 
         def unreadable(p, st):
+            if err == ERR_PTR and p >= (1 << 64) - 4095:
+                if json_out:
+                    return '"0x%x"' % p, ""
+                return f"({what})ERR_PTR(-{err_ptr_name(p)})", ""
             note = (f"Cannot show '{name}' as '{what}'. Userspace/invalid ptr? "
                     f"(read failed: {_errno(st)})")
             if json_out:
@@ -288,6 +309,100 @@ class _Layout:
             return star + render(b, o + data_at), cut
         return value
 
+    @staticmethod
+    def errno_fn(render, err, src, what):
+        """``render`` of a return value, with its errno name: ``(int)-2 (-ENOENT)``,
+        ``(T *)ERR_PTR(-ENOENT)``."""
+        if err == ERR_PTR:
+            def value(b, o):
+                p = _U64.unpack_from(b, o)[0]
+                if p >= (1 << 64) - 4095:
+                    return f"({what})ERR_PTR(-{err_ptr_name(p)})"
+                return render(b, o)
+            return value
+        st = _S32 if err == ERR_INT4 else _S64
+
+        def value(b, o):
+            n = st.unpack_from(b, o)[0]
+            if -4096 < n < 0:
+                return render(b, o) + f" (-{errno_name(n)})"
+            return render(b, o)
+        return value
+
+    def errno_json_fn(self):
+        """(b, o) -> ``,"errno":{...}`` for the layout's return values that carry
+        an errno (the reference's "errno" object), or None when none can."""
+        parts = []
+        for s in self.ev.slots:
+            err = errno_kind(self.btf, s.value)
+            if not err:
+                continue
+            name = s.value.name
+            if s.value.kind in (DEREF, STRING):
+                parts.append((name, None, s.ptr, _U64, True))
+            else:
+                parts.append((name, s.status, s.ptr if s.data < 0 else s.data,
+                              _U64 if err == ERR_PTR else _S32 if err == ERR_INT4 else _S64,
+                              err == ERR_PTR))
+        if not parts:
+            return None
+
+        def errnos(b, o):
+            out = {}
+            for name, status_at, at, st, ptr in parts:
+                if status_at is not None and status_at >= 0 and STATUS.unpack_from(b, o + status_at)[0] < 0:
+                    continue
+                n = st.unpack_from(b, o + at)[0]
+                found = err_ptr_name(n) if ptr else errno_name(n)
+                if found:
+                    out[name] = found
+            return (',"errno":' + json_dumps(out)) if out else ""
+        return errnos
+
+    def kstack_fn(self):
+        """(b, o) -> the text of the event's kernel stack (the reference's)."""
+        at, data = self.ev.kstack, self.ev.kstack_data
+        fmt, ff = self.fmt, self.ff
+        sym = ff.formatter.symbols or (lambda a: f"0x{a:x}")
+        cache = ff.frame_texts
+
+        def frame(a):
+            t = cache.get(a)
+            if t is None:
+                raw = sym(a)
+                t = cache[a] = _quote(raw) if fmt == "json" else terminal_text(raw)
+            return t
+
+        def kstack(b, o):
+            n = _S32.unpack_from(b, o + at)[0]
+            if n < 0:
+                note = f"cannot read the kernel stack: {_errno(n)}"
+                if fmt == "json":
+                    return None, note
+                return (" kstack: ? /* %s */" if fmt == "line" else "\n  kstack: ? /* %s */") % note, note
+            k = min(n // 8, KSTACK_FRAMES)
+            frames = [frame(a) for a in struct.unpack_from("<%dQ" % k, b, o + data)]
+            if fmt == "json":
+                return "[" + ",".join(frames) + "]", ""
+            if fmt == "line":
+                return " kstack: " + " <- ".join(frames), ""
+            return "\n  kstack:" + "".join(["\n    " + f for f in frames]), ""
+        return kstack
+
+    def suffix(self, code, args):
+        """Text and line: the duration and the kernel stack after the values."""
+        ev = self.ev
+        piece = ""
+        if ev.dur >= 0:
+            piece += "%s"
+            args.append(f"(' (%d.%03dus)' % (dur // 1000, dur % 1000) if dur != {NO_DURATION} else '')")
+        if ev.kstack >= 0:
+            fn = self.const(self.kstack_fn(), "KS")
+            code.append(f"ks, _ = {fn}(b, o)")
+            piece += "%s"
+            args.append("ks")
+        return piece
+
     def render_fn(self, tid, have):
         """(b, offset) -> the rendered text of ``have`` captured bytes of type tid, as
         output.Formatter shows it (text: without the final newline, nested lines
@@ -315,6 +430,8 @@ class _Layout:
     def build(self):
         ev, fp, fmt = self.ev, self.fp, self.fmt
         self.reads = list(_HEADER_READS)  # (offset, struct code, variable): one unpack
+        if ev.dur >= 0:
+            self.reads.append((ev.dur, "Q", "dur"))
         # the text of the task, process and CPU fields, kept per (comm, pid, [tid,] cpu)
         who = "comm, tgid, tid, cpu" if fmt == "json" else "comm, tgid, cpu"
         code = [f"h = HEAD.get(({who}))", f"if h is None: h = new_head({who})"]
@@ -322,13 +439,21 @@ class _Layout:
         if fmt == "json":
             fmt_str, args = self.json(slots, code)
         else:
-            # seconds.microseconds, right-aligned in 16 columns; the text of the
-            # seconds (with the spaces before it) is kept while they stay the same
-            code.append("d = ts - SEC[0]")
-            code.append("if not 0 <= d < 1000000000: d = new_second(ts)")
-            head = "%s%s%06d " + _pct(terminal_text(fp.name)) + "("
-            args = ["h", "SEC[1]", "d // 1000"]
+            if self.ff.formatter.time == "delta":
+                code.append("d = 0 if PREV[0] is None else ts - PREV[0]")
+                code.append("PREV[0] = ts")
+                head = "%s%16s " + _pct(terminal_text(fp.name)) + "("
+                args = ["h", "delta_text(d)"]
+            else:
+                # seconds.microseconds (boot) or HH:MM:SS.microseconds (wall),
+                # right-aligned in 16 columns; the text of the second (with the
+                # spaces before it) is kept while it stays the same
+                code.append("d = ts - SEC[0]")
+                code.append("if not 0 <= d < 1000000000: d = new_second(ts)")
+                head = "%s%s%06d " + _pct(terminal_text(fp.name)) + "("
+                args = ["h", "SEC[1]", "d // 1000"]
             fmt_str = head + (self.line(slots, args) if fmt == "line" else self.text(slots, args))
+            fmt_str += self.suffix(code, args)
         fmt_, names = _unpacker(self.reads)
         code[:0] = [f"if size < {ev.size}: short({fp.name!r}, size, {ev.size})",
                     f"{', '.join(names)}, = {self.const(struct.Struct(fmt_), 'S')}.unpack_from(b, o)"]
@@ -372,15 +497,31 @@ class _Layout:
         last = {}  # name -> the last slot of that name, in the order names first appear
         for s, piece, a, _ in slots:
             last[s.value.name] = (piece, a)
-        fmt_str = ('{"time":%r,%s,"function":'
+        # the wall clock: the text of the second kept while it stays the same
+        code.append("w = ts - WSEC[0]")
+        code.append("if not 0 <= w < 1000000000: w = new_wall_second(ts)")
+        fmt_str = ('{"time":%r,"wall":"%s%06dZ",%s,"function":'
                    + _pct(_quote(fp.name)) + ',"event":' + _pct(_quote(KIND_NAMES[ev.kind]))
                    + ',"values":{')
-        args = ["ts / 1e9", "h"]
+        args = ["ts / 1e9", "WSEC[1]", "w // 1000", "h"]
         for i, (name, (piece, a)) in enumerate(last.items()):
             fmt_str += ("," if i else "") + _pct(_quote(name)) + ":" + piece
             args.extend(a)
-        fmt_str += "}%s}"
+        fmt_str += "}"
+        if ev.kind != ENTRY:
+            fmt_str += ',"duration_ns":%s'
+            args.append(f"(str(dur) if dur != {NO_DURATION} else 'null')")
+        errnos = self.errno_json_fn()
+        if errnos is not None:
+            fmt_str += "%s"
+            args.append(f"{self.const(errnos, 'ER')}(b, o)")
         noted = [(s.value.name, note) for s, _, _, note in slots if note is not None]
+        if ev.kstack >= 0:
+            code.append(f"ks, ksn = {self.const(self.kstack_fn(), 'KS')}(b, o)")
+            fmt_str += ',"kstack":%s'
+            args.append("ks or 'null'")
+            noted.append(("kstack", "ksn"))
+        fmt_str += "%s}"
         if noted:
             code.append("notes = {}")
             for name, note in noted:
@@ -401,9 +542,14 @@ class FastFormatter:
         self.decoder = Decoder(plan)
         self._names = {}
         self._heads = {}
+        self.frame_texts = {}  # -K: address -> its frame's text, escaped for the format
         self.ns = {"STATUS": STATUS, "HEAD": self._heads, "new_head": self._new_head,
                    "SEC": [0, ""], "new_second": self._new_second, "json_dumps": json_dumps,
-                   "cannot_read": cannot_read, "short": self._short}
+                   "cannot_read": cannot_read, "short": self._short,
+                   "WSEC": [0, ""], "new_wall_second": self._new_wall_second,
+                   "PREV": [None], "delta_text": delta_text}
+        if self.formatter.time == "wall":
+            self.ns["new_second"] = self._new_wall_text_second
         self._fns = {}  # (func, kind) -> the layout's function, made at its first event
         self.format = self._dispatcher()
 
@@ -432,6 +578,27 @@ class FastFormatter:
         sec = ts // 1_000_000_000
         base = sec * 1_000_000_000
         self.ns["SEC"][:] = [base, "%9d." % sec]
+        return ts - base
+
+    def _wall_second(self, ts, iso):
+        """ts - (its wall-clock second, in event-clock ns), and that second's text."""
+        off = wall_offset_ns()
+        w = ts + off
+        sec = w // 1_000_000_000
+        base = sec * 1_000_000_000 - off
+        return base, wall_second(sec, iso)
+
+    def _new_wall_second(self, ts):
+        """JSON's "wall": WSEC set to the second of ``ts`` and its ISO text."""
+        base, text = self._wall_second(ts, True)
+        self.ns["WSEC"][:] = [base, text]
+        return ts - base
+
+    def _new_wall_text_second(self, ts):
+        """--time wall: SEC set to the wall-clock second of ``ts`` and the text
+        before the microseconds (" HH:MM:SS.", right-aligned as "%16s" puts it)."""
+        base, text = self._wall_second(ts, False)
+        self.ns["SEC"][:] = [base, "%10s" % text]
         return ts - base
 
     def _new_head(self, raw, tgid, *tid_cpu):

@@ -3,9 +3,9 @@
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from ..errors import KsnoopError, Terminated
+from ..errors import KsnoopError, Terminated, UsageError
 from .codegen import Machine, generate
 from .fastout import FastFormatter
 from .output import Formatter, describe_plan
@@ -28,16 +28,36 @@ class Prepared:
     filters: Filters = Filters()
 
 
-def prepare(spec_texts, kernel, limit, pid=0, filters=None, backends=None):
-    """Specs -> plan -> C.  ``filters`` (plan.Filters) chooses the tasks; ``pid``
-    is a shorthand for Filters(pid=pid).  ``backends`` (kernel.backend.Backends)
-    picks fentry/fexit, kprobes or kprobe-multi per function; None: kprobes."""
+def prepare(spec_texts, kernel, limit, pid=0, filters=None, backends=None, kstack=False):
+    """Specs -> plan -> C.  ``filters`` (plan.Filters) chooses the tasks and,
+    with ``min_ns``, the calls; ``pid`` is a shorthand for Filters(pid=pid).
+    ``backends`` (kernel.backend.Backends) picks fentry/fexit, kprobes or
+    kprobe-multi per function; None: kprobes.  ``kstack``: every event carries
+    the kernel stack."""
     filters = filters or Filters(pid=pid)
     specs = [parse(text) for text in spec_texts]
-    plan = resolve(specs, kernel, limit=limit, backends=backends)
+    plan = with_options(resolve(specs, kernel, limit=limit, backends=backends), filters.min_ns, kstack)
     machine = Machine(self_tgid=os.getpid(), ncpus=kernel.possible_cpus())
     c_text, progs = generate(plan, machine, filters)
     return Prepared(plan, c_text, attach_points(progs), filters)
+
+
+def with_options(plan, min_ns=0, kstack=False):
+    """The plan with -K and --min-latency applied: with a minimum latency a
+    function's entry values are held until its return (stash mode), which
+    decides in BPF whether the call is shown (a function showing only return
+    values keeps its return events, dropped there when too fast); a
+    tracepoint has no duration."""
+    if not (min_ns or kstack):
+        return plan
+    funcs = []
+    for fp in plan.funcs:
+        if min_ns and fp.probe == TRACEPOINT:
+            raise UsageError(f"--min-latency: {fp.name} is a tracepoint: it has no return, "
+                             "so no duration")
+        stash = fp.stash or bool(min_ns and (fp.entry or not fp.ret))
+        funcs.append(replace(fp, kstack=kstack, stash=stash))
+    return replace(plan, funcs=tuple(funcs))
 
 
 def attach_points(progs):
@@ -49,7 +69,7 @@ def attach_points(progs):
     program array (returns MULTI_RETURN_BASE above)."""
     from ..kernel.arch import current
     from . import multigen
-    from .codegen import MULTI_ENTRY, MULTI_RETURN, MULTI_RETURN_BASE
+    from .codegen import MULTI_ENTRY, MULTI_RETURN, MULTI_RETURN_BASE, needs_calls
     from .runtime import MultiKprobe
 
     out, multi = [], {}
@@ -67,7 +87,8 @@ def attach_points(progs):
         out.append(MultiKprobe(
             side, tuple(fp.target for fp, _, _ in members), tuple(fp.index for fp, _, _ in members),
             at_return, tuple((slot, name) for _, slot, name in members if name != side),
-            tuple((slot, multigen.recipe(multigen.side_layout(fp, at_return), regs))
+            tuple((slot, multigen.recipe(multigen.side_layout(fp, at_return), regs,
+                                         timed=not at_return and needs_calls(fp)))
                   for slot, fp in generic)))
     return out
 
@@ -92,14 +113,26 @@ def attach_point(fp, entry, ret):
     return Probe(fp.target, entry, ret, module=fp.module or None)
 
 
+def kernel_symbols(kernel):
+    """address -> ``function+0xoff [module]`` from the kernel's kallsyms (-K)."""
+    from ..kernel.files import read_file
+    from ..kernel.kallsyms import Symbolizer
+
+    return Symbolizer(read_file(kernel.kallsyms_path, "kernel symbols"))
+
+
 class Tracer:
     """Runs one prepared trace until stopped, writing events to ``out``."""
 
     def __init__(self, prepared, kernel, fmt="text", out=None, err=None, pages=64,
-                 buffer="auto", debug=False, max_events=0, duration=0.0, colour=False):
+                 buffer="auto", debug=False, max_events=0, duration=0.0, colour=False,
+                 time="boot"):
         self.prepared = prepared
         self.kernel = kernel
-        self.formatter = Formatter(fmt)
+        symbols = None
+        if any(getattr(fp, "kstack", False) for fp in prepared.plan.funcs):
+            symbols = kernel_symbols(kernel)
+        self.formatter = Formatter(fmt, time=time, symbols=symbols)
         self._texts = []  # formatted, not written yet: written in one go per poll
         # event bytes -> text, with code made once per event layout (fastout.py)
         self._on_record = FastFormatter(prepared.plan, fmt, self.formatter).collector(

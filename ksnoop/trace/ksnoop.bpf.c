@@ -24,10 +24,16 @@ struct ksnoop_scratch_t {
 };
 ${scratch_map}
 
-/* Stash mode: per-task call depth, and entry values held until return. */
+/*
+ * One call in flight: the task, the function, and the call's depth (how many
+ * calls of the function the task had in flight when it was made), so that a
+ * recursive call never takes its caller's entry.  Stashed entry values and
+ * entry times are kept under it (codegen.CALLS_C: ksnoop_push, ksnoop_pop).
+ */
 struct ksnoop_stash_key {
 	u32 tid;
-	u32 depth;
+	u16 func;
+	u16 depth;
 };
 ${maps}
 

@@ -21,7 +21,7 @@ programs.
 import struct
 
 from .plan import DEREF, MEMORY, REGS, SCALAR, STRING
-from .wire import ENTRY, RETURN, layouts_for
+from .wire import ENTRY, KSTACK_FRAMES, RETURN, EventLayout, layouts_for
 
 RECIPES = "ksnoop_recipes"  # map: function index (+ return base) -> struct ksnoop_recipe
 MAX_VALUES = 16  # a power of two (the index is masked)
@@ -35,7 +35,9 @@ OP_REG, OP_REGS, OP_SCALAR, OP_MEMORY, OP_DEREF, OP_STRING = 1, 2, 3, 4, 5, 6
 # points into the user half of the address space (codegen._copy)
 USER_NO, USER_YES, USER_BY_ADDRESS = 0, 1, 2
 VAL = struct.Struct("<BBBBB3xiiiIHHHxx")  # struct ksnoop_mval
-RECIPE_HEAD = struct.Struct("<II")  # nvals, event size
+# nvals, event size, flags, offset of the duration, offset of the kernel stack (NONE16: none)
+RECIPE_HEAD = struct.Struct("<IIIHH")
+TIMED, EVENT = 1, 2  # recipe flags: the call's entry time is kept (entry side); an event is sent
 
 C_TYPES = f"""struct ksnoop_mval {{
 	u8 op, src, src2, nhops, user, _pad[3];
@@ -46,7 +48,8 @@ C_TYPES = f"""struct ksnoop_mval {{
 }};
 _Static_assert(sizeof(struct ksnoop_mval) == {VAL.size}, "recipe layout");
 struct ksnoop_recipe {{
-	u32 nvals, size;
+	u32 nvals, size, flags;
+	u16 dur, kstack;
 	struct ksnoop_mval v[{MAX_VALUES}];
 }};"""
 
@@ -65,11 +68,15 @@ def _value_ok(v, slot):
 
 def side_layout(fp, at_return):
     """The event layout of one side of a function, if the generic program can
-    fill it (else None; also None when the side has nothing to capture)."""
+    fill it (else None; also None when the side has nothing to do).  The entry
+    side of a function whose only event is at return is an empty layout of
+    size 0: the generic program keeps the call's entry time and sends nothing."""
     if fp.stash or any(c.at_return == at_return for c in getattr(fp, "conds", ())):
         return None
     kind = RETURN if at_return else ENTRY
     ev = next((e for e in layouts_for(fp) if e.kind == kind), None)
+    if ev is None and not at_return and fp.ret:
+        return EventLayout(fp.index, ENTRY, (), 0)
     if ev is None or ev.conds or ev.size > MAX_EVENT or len(ev.slots) > MAX_VALUES:
         return None
     if not all(_value_ok(s.value, s) for s in ev.slots):
@@ -77,11 +84,13 @@ def side_layout(fp, at_return):
     return ev
 
 
-def recipe(ev, regs):
-    """The bytes of one function's struct ksnoop_recipe (``regs``: registers())."""
+def recipe(ev, regs, timed=False):
+    """The bytes of one function's struct ksnoop_recipe (``regs``: registers();
+    ``timed``: an entry side whose function's return is traced)."""
     index = {expr: i for i, expr in enumerate(regs)}
-    out = [RECIPE_HEAD.pack(len(ev.slots), ev.size)]
     u16 = lambda off: NONE16 if off < 0 else off  # noqa: E731
+    flags = (TIMED if timed else 0) | (EVENT if ev.size else 0)
+    out = [RECIPE_HEAD.pack(len(ev.slots), ev.size, flags, u16(ev.dur), u16(ev.kstack))]
     for s in ev.slots:
         v = s.value
         hops = list(v.hops) + [0] * (MAX_HOPS - len(v.hops))
@@ -130,20 +139,42 @@ static __always_inline long ksnoop_mread(void *dst, u32 size, u64 src, u32 user)
 }}"""
 
 
-def program(name, kind, base, prologue, regs):
+def program(name, kind, base, prologue, regs, timed=False, min_ns=0, kstack=False):
     """A generic program: ``prologue`` (signature, task id, task filters) is
-    codegen's; then the recipe of the call's function, its event header, each
-    value as codegen would fetch and copy it, and the event out.  The
-    registers are copied to the stack first (the verifier allows reading the
-    context only at constant offsets), then picked by number."""
+    codegen's; then the recipe of the call's function, the call's entry time
+    (entry, ``timed``: some function's return is traced) or duration (return;
+    ``min_ns``: shorter calls are dropped, as codegen's do), its event header,
+    each value as codegen would fetch and copy it, the kernel stack
+    (``kstack``: where the recipe has one), and the event out.  The registers
+    are copied to the stack first (the verifier allows reading the context
+    only at constant offsets), then picked by number."""
     slot = f"{base} + (u32)bpf_get_attach_cookie(ctx)" if base else "(u32)bpf_get_attach_cookie(ctx)"
     copy = "\n".join(f"\treg[{i}] = (u64){expr};" for i, expr in enumerate(regs))
+    if kind == RETURN:
+        calls = f"""	u64 dur = ksnoop_leave(id, func - {base});
+"""
+        if min_ns:
+            calls += f"""	if (dur == KSNOOP_NO_DURATION || dur < {int(min_ns)}ULL) return 0;
+"""
+        done = """	*(u64 *)(e + (r->dur & (KSNOOP_SPAN - 1))) = dur;
+"""
+    else:
+        calls = f"""	if (r->flags & {TIMED}) ksnoop_enter(id, func);
+	if (!(r->flags & {EVENT})) return 0;
+""" if timed else ""
+        done = ""
+    if kstack:
+        done += f"""	if (r->kstack != {NONE16}) {{
+		u32 ks = r->kstack & (KSNOOP_SPAN - 1);
+		*(s32 *)(e + ks) = bpf_get_stack(ctx, e + ks + 8, {8 * KSTACK_FRAMES}, 0);
+	}}
+"""
     body = f"""	u64 reg[16] = {{}};
 {copy}
 	u32 func = {slot};
 	struct ksnoop_recipe *r = {RECIPES}.lookup(&func);
 	if (!r) return 0;
-	u32 slot = KSNOOP_SCRATCH_SLOT;
+{calls}	u32 slot = KSNOOP_SCRATCH_SLOT;
 	u8 *e = (u8 *)ksnoop_scratch.lookup(&slot);
 	if (!e) return 0;
 	ksnoop_fill_hdr((struct ksnoop_hdr *)e, id, (u16)(func - {base}), {kind});
@@ -190,7 +221,7 @@ def program(name, kind, base, prologue, regs):
 		}}
 		*(s32 *)(e + st) = err;
 	}}
-	KSNOOP_OUTPUT(ctx, e, r->size & (2 * KSNOOP_SPAN - 1));
+{done}	KSNOOP_OUTPUT(ctx, e, r->size & (2 * KSNOOP_SPAN - 1));
 	return 0;
 }}"""
     return "\n".join(prologue) + "\n" + body

@@ -97,6 +97,7 @@ class FuncPlan:
     backend_why: str = ""  # why this probe kind (for --dry-run)
     btf_id: int = 0  # the function's BTF FUNC id (fentry/fexit attach by it)
     conds: tuple = ()  # Condition items (all must hold, with every predicate)
+    kstack: bool = False  # every event carries the kernel stack (-K)
 
 
 @dataclass(frozen=True)
@@ -115,3 +116,4 @@ class Filters:
     tid: int = 0  # one thread; 0: every thread
     comm: str = ""  # a glob on the task name (* and ?); "": every name
     cgroup: str = ""  # a cgroup v2 directory: tasks in it or below; "": every cgroup
+    min_ns: int = 0  # only calls lasting at least this long (--min-latency); 0: every call

@@ -43,6 +43,10 @@ class Slot:
 
 
 
+KSTACK_FRAMES = 48  # kernel return addresses an event holds with -K/--kstack
+NO_DURATION = (1 << 64) - 1  # the duration of a call whose entry was not seen
+
+
 @dataclass(frozen=True)
 class EventLayout:
     func: int
@@ -50,6 +54,17 @@ class EventLayout:
     slots: tuple
     size: int
     conds: tuple = ()  # the function's Conditions, decided while the event is filled
+    # After the slots (``tail``): the call's duration in ns (u64; RETURN and CALL
+    # events; NO_DURATION when its entry was not seen), then with -K the kernel
+    # stack: an s32 (bytes bpf_get_stack wrote, or -errno), 4 bytes of padding,
+    # KSTACK_FRAMES u64 return addresses.  -1: the event has no such part.
+    dur: int = -1
+    kstack: int = -1
+    tail: int = 0  # where the slots end
+
+    @property
+    def kstack_data(self):
+        return self.kstack + 8
 
     @property
     def c_name(self):
@@ -77,24 +92,35 @@ def _align8(n):
     return (n + 7) & ~7
 
 
-def event_layout(func_index, kind, values, conds=()):
+def event_layout(func_index, kind, values, conds=(), duration=False, kstack=False):
+    """The layout of one event: the header, a slot per value, then the call's
+    duration (``duration``) and the kernel stack (``kstack``)."""
     offset, slots = HEADER_SIZE, []
     for v in values:
         slot, offset = _slot(v, offset)
         slots.append(slot)
-    return EventLayout(func_index, kind, tuple(slots), offset, tuple(conds))
+    tail, dur, stack = offset, -1, -1
+    if duration:
+        dur, offset = offset, offset + 8
+    if kstack:
+        stack, offset = offset, offset + 8 + 8 * KSTACK_FRAMES
+    return EventLayout(func_index, kind, tuple(slots), offset, tuple(conds), dur, stack, tail)
 
 
 def layouts_for(fp):
-    """The event layouts one function's programs emit."""
+    """The event layouts one function's programs emit.  Return and stash
+    events carry the call's duration; with ``fp.kstack`` every event carries
+    the kernel stack."""
     conds = getattr(fp, "conds", ())
+    ks = getattr(fp, "kstack", False)
     if fp.stash:
-        return [event_layout(fp.index, CALL, fp.entry + fp.ret, conds)]
+        return [event_layout(fp.index, CALL, fp.entry + fp.ret, conds, True, ks)]
     out = []
     # A function with nothing to show (void f(void)) still gets one event per
     # call, at entry: tracing it must never print nothing.
     if fp.entry or not fp.ret:
-        out.append(event_layout(fp.index, ENTRY, fp.entry, [c for c in conds if not c.at_return]))
+        out.append(event_layout(fp.index, ENTRY, fp.entry, [c for c in conds if not c.at_return],
+                                False, ks))
     if fp.ret:
-        out.append(event_layout(fp.index, RETURN, fp.ret, [c for c in conds if c.at_return]))
+        out.append(event_layout(fp.index, RETURN, fp.ret, [c for c in conds if c.at_return], True, ks))
     return out

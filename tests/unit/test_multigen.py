@@ -69,6 +69,15 @@ static void bpf_get_current_comm(void *buf, u32 n) { memset(buf, 0, n); strcpy(b
 #define BPF_PERCPU_ARRAY(name, vtype, n) static struct { vtype v[n]; } name
 #define BPF_ARRAY(name, vtype, n) static struct { vtype v[n]; } name
 #define MAP_lookup(m, kp) (*(u32 *)(kp) < sizeof((m).v) / sizeof((m).v[0]) ? &(m).v[*(u32 *)(kp)] : NULL)
+/* hash tables (calls in flight): a few slots searched by key */
+#define BPF_TABLE(type, ktype, vtype, name, n) static struct { ktype k[64]; vtype v[64]; int used[64]; } name
+#define HASH_find(m, kp) ({ int i_ = -1; for (int j_ = 0; j_ < 64; j_++) \
+	if ((m).used[j_] && !memcmp(&(m).k[j_], (kp), sizeof((m).k[0]))) { i_ = j_; break; } i_; })
+#define HASH_lookup(m, kp) ({ int i_ = HASH_find(m, kp); i_ < 0 ? NULL : &(m).v[i_]; })
+#define HASH_update(m, kp, vp) ({ int i_ = HASH_find(m, kp); for (int j_ = 0; i_ < 0 && j_ < 64; j_++) \
+	if (!(m).used[j_]) i_ = j_; (m).used[i_] = 1; memcpy(&(m).k[i_], (kp), sizeof((m).k[0])); \
+	memcpy(&(m).v[i_], (vp), sizeof((m).v[0])); 0; })
+#define HASH_delete(m, kp) ({ int i_ = HASH_find(m, kp); if (i_ >= 0) (m).used[i_] = 0; 0; })
 static void emit(const unsigned char *p, u32 n)
 {
 	printf("event ");
@@ -94,7 +103,10 @@ MULTI = Fixed(backend.Choice(backend.KPROBE, True, "test"))
 
 
 def run(c_text, setup, calls, tmp):
-    program = re.sub(r"\b(\w+)\.lookup\(", r"MAP_lookup(\1, ", c_text)
+    program = c_text
+    for name in re.findall(r'BPF_TABLE\("lru_hash", [^,]+, [^,]+, (\w+),', c_text):
+        program = re.sub(rf"\b{name}\.(lookup|update|delete)\(", rf"HASH_\1({name}, ", program)
+    program = re.sub(r"\b(\w+)\.lookup\(", r"MAP_lookup(\1, ", program)
     src = HARNESS % {"mem": MEM, "program": program, "setup": "\n".join(setup),
                      "calls": "\n".join(calls)}
     c_file, exe = os.path.join(tmp, "prog.c"), os.path.join(tmp, "prog")
@@ -128,9 +140,11 @@ def set_regs():
     return [f"\tr.{reg} = (u64)(mem + {off});" for reg, off in REGS.items()]
 
 
+# The same prototypes in 6.1, 6.12 and 6.18: __udp4_lib_lookup has 9 arguments (the
+# last three on the stack), do_tcp_setsockopt takes a 16-byte struct in two registers.
 SPECS = ["vfs_read(file->f_path.dentry->d_name.name, count, buf, pos)",
-         "do_mmap(pgoff, populate, len, file->f_inode->i_ino, return)",
-         "insert_rule(id, num_layers, ruleset->num_layers)",
+         "__udp4_lib_lookup(sdif, udptable, dport, skb->len, net->user_ns->level, return)",
+         "do_tcp_setsockopt(optval, optlen, sk->sk_mark)",
          "ip_send_skb(skb->len, skb->cb, net, return)"]
 
 
@@ -178,17 +192,17 @@ def test_a_predicate_keeps_the_compiled_programs(kernel):
 
 
 def test_recipe_layout(kernel):
-    (fp,) = resolve([parse("do_mmap(pgoff, populate)")], kernel, backends=MULTI).funcs
+    (fp,) = resolve([parse("__udp4_lib_lookup(sdif, udptable)")], kernel, backends=MULTI).funcs
     ev = multigen.side_layout(fp, False)
     raw = multigen.recipe(ev, multigen.registers(current("x86_64")))
     assert len(raw) == multigen.RECIPE_HEAD.size + multigen.MAX_VALUES * multigen.VAL.size
-    nvals, size = multigen.RECIPE_HEAD.unpack_from(raw)
+    nvals, size, *_ = multigen.RECIPE_HEAD.unpack_from(raw)
     assert (nvals, size) == (2, ev.size)
-    pgoff = multigen.VAL.unpack_from(raw, multigen.RECIPE_HEAD.size)
-    populate = multigen.VAL.unpack_from(raw, multigen.RECIPE_HEAD.size + multigen.VAL.size)
+    sdif = multigen.VAL.unpack_from(raw, multigen.RECIPE_HEAD.size)
+    udptable = multigen.VAL.unpack_from(raw, multigen.RECIPE_HEAD.size + multigen.VAL.size)
     sp = 6  # after the six argument registers
     # op, src, src2, nhops, user, hop0, hop1, read_off, size, ptr, status, data
-    assert pgoff == (multigen.OP_SCALAR, sp, multigen.NO_REG, 0, 0, 0, 0, 8, 8, 0xFFFF,
-                     ev.slots[0].status, ev.slots[0].data)
-    assert populate[:5] == (multigen.OP_DEREF, sp, multigen.NO_REG, 1, 0) and populate[5] == 16
-    assert kernel.vmlinux.find("do_mmap", Kind.FUNC)
+    assert sdif == (multigen.OP_SCALAR, sp, multigen.NO_REG, 0, 0, 0, 0, 8, 4, 0xFFFF,
+                    ev.slots[0].status, ev.slots[0].data)
+    assert udptable[:5] == (multigen.OP_DEREF, sp, multigen.NO_REG, 1, 0) and udptable[5] == 16
+    assert kernel.vmlinux.find("__udp4_lib_lookup", Kind.FUNC)
