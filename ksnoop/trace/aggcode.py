@@ -33,7 +33,7 @@ from .aggregate import (
     TID,
     cond_names,
 )
-from .codegen import STASH_DEPTH, _capture, _operand, _prologue, _with_header
+from .codegen import _capture, _operand, _prologue, _with_header
 from .plan import DEREF, MEMORY, SCALAR, STRING
 from .wire import CALL, ENTRY, RETURN, event_layout
 
@@ -123,6 +123,8 @@ class Generator:
     def __init__(self, aplan):
         self.a = aplan
         self.layouts = [_layout(af) for af in aplan.funcs]
+        # codegen declares trace's map of calls in flight for the stash programs
+        self.calls = any(af.stash for af in aplan.funcs)
 
     @property
     def _keyed(self):
@@ -252,19 +254,15 @@ class Generator:
         st_type = f"struct ksnoop_agg_stash_{i}"
         structs.append(f"{st_type} {{\n\tu64 ts;\n\tstruct ksnoop_agg_key key;\n"
                        f"\tstruct ksnoop_agg_ev_{i} ev;\n}};")
-        depth, stash = f"ksnoop_agg_depth_{i}", f"ksnoop_agg_stash_{i}"
+        stash = f"ksnoop_agg_stash_{i}"
         n = self.a.stash_entries
-        maps = [f"BPF_TABLE(\"lru_hash\", u32, u32, {depth}, {n});",
-                f"BPF_TABLE(\"lru_hash\", struct ksnoop_stash_key, {st_type}, {stash}, {n});"]
+        maps = [f"BPF_TABLE(\"lru_hash\", struct ksnoop_stash_key, {st_type}, {stash}, {n});"]
         fail = f"{{ {stash}.delete(&sk); return 0; }}"
         value_at = None if af.value is None else af.value.at_return
+        # calls in flight: trace's own key (codegen.CALLS_C: task, function, depth)
         entry = _prologue(f"ksnoop_entry_{i}", fp, gen) + [
-            "\tstruct ksnoop_stash_key sk = { .tid = (u32)id };",
-            f"\tu32 *dp = {depth}.lookup(&sk.tid);",
-            "\tu32 depth = dp ? *dp : 0;",
-            f"\tsk.depth = depth & {STASH_DEPTH - 1};",
-            "\tdepth++;",
-            f"\t{depth}.update(&sk.tid, &depth);"]
+            "\tstruct ksnoop_stash_key sk;",
+            f"\tksnoop_push(&sk, id, {i});"]
         entry += self._place(af, ev, st_type, "st")
         entry += ["\t__builtin_memset(st, 0, sizeof(*st));" if not self._scratch_size(af, ev)
                   else "\t__builtin_memset(&st->key, 0, sizeof(st->key));",
@@ -279,12 +277,8 @@ class Generator:
         ret = _prologue(f"ksnoop_return_{i}", fp, gen)
         if self.a.source == DURATION:
             ret.append("\tu64 now = bpf_ktime_get_ns();")
-        ret += ["\tstruct ksnoop_stash_key sk = { .tid = (u32)id };",
-                f"\tu32 *dp = {depth}.lookup(&sk.tid);",
-                "\tif (!dp || *dp == 0) return 0;",
-                "\tu32 depth = *dp - 1;",
-                f"\t{depth}.update(&sk.tid, &depth);",
-                f"\tsk.depth = depth & {STASH_DEPTH - 1};",
+        ret += ["\tstruct ksnoop_stash_key sk;",
+                f"\tif (ksnoop_pop(&sk, id, {i})) return 0;",
                 f"\t{st_type} *st = {stash}.lookup(&sk);",
                 "\tif (!st) return 0;",
                 f"\tstruct ksnoop_agg_ev_{i} *e = &st->ev;"]

@@ -386,7 +386,6 @@ CALLS_C = """/*
 #define KSNOOP_STASH_DEPTH %(depth)d
 #define KSNOOP_NO_DURATION %(none)dULL
 BPF_TABLE("lru_hash", u64, u32, ksnoop_depth, %(entries)d);
-BPF_TABLE("lru_hash", struct ksnoop_stash_key, u64, ksnoop_start, %(entries)d);
 
 static __always_inline void ksnoop_push(struct ksnoop_stash_key *k, u64 id, u32 func)
 {
@@ -417,6 +416,11 @@ static __always_inline int ksnoop_pop(struct ksnoop_stash_key *k, u64 id, u32 fu
 	k->depth = depth & (KSNOOP_STASH_DEPTH - 1);
 	return 0;
 }
+%(start)s"""
+
+
+START_C = """
+BPF_TABLE("lru_hash", struct ksnoop_stash_key, u64, ksnoop_start, %(entries)d);
 
 /* At an entry: remember when the call started. */
 static __always_inline void ksnoop_enter(u64 id, u32 func)
@@ -442,9 +446,11 @@ static __always_inline u64 ksnoop_leave(u64 id, u32 func)
 }"""
 
 
-def calls_c():
-    """The maps and helpers of calls in flight (entry times, stash keys)."""
-    return CALLS_C % {"depth": STASH_DEPTH, "none": NO_DURATION, "entries": STASH_ENTRIES}
+def calls_c(start=True):
+    """The maps and helpers of calls in flight (stash keys; ``start``: entry
+    times too)."""
+    values = {"depth": STASH_DEPTH, "none": NO_DURATION, "entries": STASH_ENTRIES}
+    return CALLS_C % dict(values, start=START_C % values if start else "")
 
 
 def needs_calls(fp):
@@ -589,7 +595,7 @@ def generate(plan, machine, filters=Filters(), generator=None):
                     programs.append("\n".join(code))
         probes.append((fp, entry_name, ret_name))
     if calls:
-        maps.append(calls_c())
+        maps.append(calls_c(start=generator is None))
     scratch = max(scratch, _multi(programs, probes, maps, structs, gen, plan.arch))
     text = _template().substitute(
         header_fields=header_struct(),
