@@ -121,3 +121,44 @@ def test_min_latency_on_a_tracepoint_is_a_usage_error():
                        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT),
                        timeout=120)
     assert r.returncode == 2 and "--min-latency" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("min_ns, kstack", [(0, True), (50_000, True), (50_000, False)])
+def test_latency_and_stack_programs_pass_the_verifier(min_ns, kstack):
+    """Every program shape durations, --min-latency and -K give, through the
+    host's verifier: compiled kprobe programs (entry-only timing, stash,
+    return events) and the generic kprobe-multi programs (recipes with
+    entry times, durations and stacks)."""
+    reason = bpf_skip_reason("kprobe programs")
+    if reason:
+        pytest.skip(reason)
+    from backendstub import Fixed
+
+    from ksnoop.kernel import backend
+    from ksnoop.kernel.files import Kernel
+    from ksnoop.trace.codegen import MULTI_ENTRY, MULTI_RETURN, Machine, generate
+    from ksnoop.trace.job import attach_points, with_options
+    from ksnoop.trace.plan import Filters
+    from ksnoop.trace.resolve import resolve
+    from ksnoop.trace.runtime import Session
+    from ksnoop.trace.spec import parse
+
+    kernel = Kernel()
+    machine = Machine(self_tgid=os.getpid(), ncpus=kernel.possible_cpus())
+    compiled = ["ksys_read(return)", "vfs_read(count, return)", "ksys_write(fd)",
+                "do_sys_openat2(filename, return == -2)"]
+    generic = ["ksys_read(return)", "vfs_write(return)"] + ([] if min_ns else ["ksys_write(fd)"])
+    multi = Fixed(backend.Choice(backend.KPROBE, True, "test"))
+    for backends, specs in ((None, compiled), (multi, generic)):
+        plan = with_options(resolve([parse(t) for t in specs], kernel, backends=backends), min_ns,
+                            kstack)
+        c_text, progs = generate(plan, machine, Filters(min_ns=min_ns))
+        points = attach_points(progs)
+        if backends is multi:
+            assert sorted(p.fn for p in points if p.recipes) == [MULTI_ENTRY, MULTI_RETURN]
+            assert not any(p.members for p in points)
+        with Session(c_text, points, btf=kernel.vmlinux) as s:
+            # compiled: every function an entry program (values or its start
+            # time), and a return program where the return is traced
+            want = 2 if backends else sum(1 + bool(fp.stash or fp.ret) for fp in plan.funcs)
+            assert s.load_only().programs == want
