@@ -168,6 +168,7 @@ class CheckResult:
     failures: list  # [(name, line, reason)]
     seconds: float
     compiler: str
+    not_compiled: list = field(default_factory=list)  # names whose types C cannot spell
 
 
 def check(lines, btf_path, raw=None, header=None):
@@ -181,7 +182,16 @@ def check(lines, btf_path, raw=None, header=None):
         raise RuntimeError("no C compiler (gcc, clang or cc) on PATH")
     raw = raw or Raw(bpftool(btf_path, "raw"))
     header = header or bpftool(btf_path, "c")
-    failures, blocks, owner = [], [header, "\n"], {}
+    failures, blocks, owner, not_compiled = [], [header, "\n"], {}, []
+    # C has one namespace for struct, union and enum tags: where the BTF has
+    # two kinds of one name (6.12: enum context and struct context), bpftool's
+    # header renames one (context___2) and "struct context" may name the other,
+    # so such prototypes get the names check only
+    kinds = {}
+    for t in raw.types.values():
+        if t.kind in TAGGED and t.name:
+            kinds.setdefault(t.name, set()).add(TAGGED[t.kind])
+    clashing = {n for n, k in kinds.items() if len(k) > 1}
     line_no = header.count("\n") + 2
     pairs = list(lines.items() if isinstance(lines, dict) else lines)
     for i, (name, text) in enumerate(pairs):
@@ -196,6 +206,10 @@ def check(lines, btf_path, raw=None, header=None):
             continue
         if why:
             failures.append((name, text, why))
+        if clashing and any(m.group(2) in clashing for m in
+                            re.finditer(r"\b(struct|union|enum) (\w+)", ftype)):
+            not_compiled.append(name)
+            continue
         at = infoline.name_position(text, name)
         decl = f"extern {text[:at]}ksnoop_chk_{i}{text[at + len(name):]}"
         block = (f"{decl}\ntypedef {ftype};\n_Static_assert(__builtin_types_compatible_p("
@@ -221,4 +235,4 @@ def check(lines, btf_path, raw=None, header=None):
             errors[("<compiler>", "")] = [res.stderr.strip()[-2000:] or f"exit {res.returncode}"]
     for (name, text), msgs in errors.items():
         failures.append((name, text, f"{cc[1]}: " + "; ".join(msgs[:3])))
-    return CheckResult(len(pairs), failures, time.monotonic() - started, cc[1])
+    return CheckResult(len(pairs), failures, time.monotonic() - started, cc[1], not_compiled)

@@ -228,3 +228,44 @@ def demo_types():
     ids["void *"] = w.ptr(0)
     ids["e64"] = w.enum64("big", [("HUGE", 1 << 40)])
     return w.build(), ids
+
+
+def abi_corners():
+    """Functions with calling-convention corners that the host's 6.18 kernel
+    has and the guests' 6.1 and 6.12 BTF lack, with their 6.18 prototypes (so
+    the unit tier checks them on every kernel):
+
+      size_t ZSTD_CCtx_setFParams(ZSTD_CCtx *cctx, ZSTD_frameParameters fparams);
+          a 12-byte struct by value, in two registers
+      ZSTD_compressionParameters ZSTD_adjustCParams(ZSTD_compressionParameters cPar,
+                                                    long long unsigned int srcSize, size_t dictSize);
+          a 28-byte struct returned in memory (a hidden pointer in the first
+          register) and passed by value on the stack
+      int __io_run_local_work(struct io_ring_ctx *ctx, io_tw_token_t tw, int min_events,
+                              int max_events);
+          an empty struct by value, passed in nothing
+    """
+    w = BTFWriter()
+    i32 = w.int("int", 4, signed=True)
+    u32 = w.int("unsigned int", 4)
+    ulong = w.int("long unsigned int", 8)
+    ullong = w.int("long long unsigned int", 8)
+    size_t = w.typedef("size_t", ulong)
+    cctx_s = w.struct("ZSTD_CCtx_s", 16, [("stage", i32, 0), ("cParamsChanged", i32, 32),
+                                          ("consumedSrcSize", ullong, 64)])
+    cctx = w.typedef("ZSTD_CCtx", cctx_s)
+    fparams = w.typedef("ZSTD_frameParameters", w.struct("", 12, [
+        ("contentSizeFlag", i32, 0), ("checksumFlag", i32, 32), ("noDictIDFlag", i32, 64)]))
+    w.func("ZSTD_CCtx_setFParams", w.func_proto(size_t, [("cctx", w.ptr(cctx)),
+                                                         ("fparams", fparams)]))
+    strategy = w.typedef("ZSTD_strategy", w.enum("", [("ZSTD_fast", 1), ("ZSTD_btultra2", 9)]))
+    names = ("windowLog", "chainLog", "hashLog", "searchLog", "minMatch", "targetLength")
+    cpar = w.typedef("ZSTD_compressionParameters", w.struct(
+        "", 28, [(n, u32, 32 * k) for k, n in enumerate(names)] + [("strategy", strategy, 192)]))
+    w.func("ZSTD_adjustCParams", w.func_proto(cpar, [("cPar", cpar), ("srcSize", ullong),
+                                                     ("dictSize", size_t)]))
+    ring = w.struct("io_ring_ctx", 8, [("flags", u32, 0), ("cq_extra", i32, 32)])
+    token = w.typedef("io_tw_token_t", w.struct("io_tw_state", 0, []))
+    w.func("__io_run_local_work", w.func_proto(i32, [("ctx", w.ptr(ring)), ("tw", token),
+                                                     ("min_events", i32), ("max_events", i32)]))
+    return w.build()

@@ -6,7 +6,7 @@ import os
 
 import pytest
 from backendstub import Fixed
-from btfwriter import BTFWriter
+from btfwriter import BTFWriter, abi_corners
 
 from ksnoop.btf import BTF, Kind
 from ksnoop.errors import SpecError
@@ -33,6 +33,20 @@ needs_btf = pytest.mark.skipif(not os.path.exists(VMLINUX), reason="kernel has n
 @pytest.fixture(scope="module")
 def kernel():
     return Kernel(btf_path=VMLINUX, kallsyms_path="/nonexistent/kallsyms")
+
+
+@pytest.fixture(scope="module")
+def corners(tmp_path_factory):
+    """6.18's ZSTD_adjustCParams and friends on every kernel (btfwriter.abi_corners)."""
+    d = tmp_path_factory.mktemp("corners")
+    (d / "vmlinux").write_bytes(abi_corners())
+    return Kernel(btf_path=str(d / "vmlinux"), sys_btf=str(d), kallsyms_path="/nonexistent")
+
+
+# Stack arguments on every kernel (6.1, 6.12, 6.18): __udp4_lib_lookup(struct net *net,
+# __be32 saddr, __be16 sport, __be32 daddr, __be16 dport, int dif, int sdif,
+# struct udp_table *udptable, struct sk_buff *skb): the last three are on the stack.
+STACKY = "__udp4_lib_lookup"
 
 
 FENTRY_CHOICE = backend.Choice(backend.FENTRY, False, "test")
@@ -96,12 +110,12 @@ def test_other_architectures_keep_stack_arguments_untraceable():
 
 
 @needs_btf
-def test_do_mmap_keeps_three_arguments_on_the_stack(kernel):
+def test_nine_arguments_keep_three_on_the_stack(kernel):
     btf = kernel.vmlinux
-    slots = callconv.assign(btf, proto_of(btf, "do_mmap"))
+    slots = callconv.assign(btf, proto_of(btf, STACKY))
     assert [(s.name, s.stack, s.ctx) for s in slots[6:]] == [
-        ("pgoff", 8, (6,)), ("populate", 16, (7,)), ("uf", 24, (8,))]
-    assert callconv.trampoline_problem(btf, proto_of(btf, "do_mmap"), slots) == ""
+        ("sdif", 8, (6,)), ("udptable", 16, (7,)), ("skb", 24, (8,))]
+    assert callconv.trampoline_problem(btf, proto_of(btf, STACKY), slots) == ""
 
 
 @needs_btf
@@ -115,29 +129,28 @@ def test_trampoline_refuses_struct_returns(kernel):
 # ------------------------------------------------------------ values per backend
 @needs_btf
 def test_kprobe_reads_stack_arguments_past_the_return_address(kernel):
-    p = resolve([parse("do_mmap(pgoff, populate, file->f_flags)")], kernel)
-    pgoff, populate, flags = p.funcs[0].entry
-    assert (pgoff.kind, pgoff.reg, pgoff.hops, pgoff.read_off, pgoff.size) == \
-        (SCALAR, "ctx->sp", (), 8, 8)
+    p = resolve([parse(f"{STACKY}(sdif, udptable, net->ifindex)")], kernel)
+    sdif, udptable, ifindex = p.funcs[0].entry
+    assert (sdif.kind, sdif.reg, sdif.hops, sdif.read_off, sdif.size) == \
+        (SCALAR, "ctx->sp", (), 8, 4)
     # a pointer on the stack: read it first (one hop), then what it points to
-    assert (populate.kind, populate.reg, populate.hops, populate.read_off) == \
+    assert (udptable.kind, udptable.reg, udptable.hops, udptable.read_off) == \
         (DEREF, "ctx->sp", (16,), 0)
-    assert (flags.reg, flags.hops) == ("ctx->di", ())
+    assert (ifindex.reg, ifindex.hops) == ("ctx->di", ())
     c, _ = generate(p, MACHINE)
     assert "u64 p = (u64)ctx->sp;" in c
-    assert "bpf_probe_read_kernel(e->v0_data, 8, (void *)(p + 8));" in c
+    assert "bpf_probe_read_kernel(e->v0_data, 4, (void *)(p + 8));" in c
 
 
 @needs_btf
 def test_member_of_a_pointer_passed_on_the_stack(kernel):
-    (fp,) = resolve([parse("do_mmap(uf->next)")], kernel).funcs
+    (fp,) = resolve([parse(f"{STACKY}(skb->len)")], kernel).funcs
     (v,) = fp.entry
     assert (v.reg, v.hops[0]) == ("ctx->sp", 24)
 
 
-@needs_btf
-def test_struct_passed_on_the_stack_is_memory_and_has_members(kernel):
-    (fp,) = resolve([parse("ZSTD_adjustCParams(cPar, cPar.windowLog > 10)")], kernel).funcs
+def test_struct_passed_on_the_stack_is_memory_and_has_members(corners):
+    (fp,) = resolve([parse("ZSTD_adjustCParams(cPar, cPar.windowLog > 10)")], corners).funcs
     cpar, wlog = fp.entry
     assert (cpar.kind, cpar.reg, cpar.read_off, cpar.size) == (MEMORY, "ctx->sp", 8, 28)
     assert (wlog.kind, wlog.reg, wlog.hops, wlog.read_off) == (SCALAR, "ctx->sp", (), 8)
@@ -145,35 +158,38 @@ def test_struct_passed_on_the_stack_is_memory_and_has_members(kernel):
 
 @needs_btf
 def test_fentry_reads_the_context_array_and_fexit_the_slot_after_it(kernel):
-    p = resolve([parse("do_mmap(pgoff, file->f_flags, return)")], kernel, backends=Fixed(FENTRY_CHOICE))
+    p = resolve([parse(f"{STACKY}(sdif, net->ifindex, return)")], kernel,
+                backends=Fixed(FENTRY_CHOICE))
     (fp,) = p.funcs
-    assert fp.probe == FENTRY and fp.btf_id == kernel.vmlinux.find("do_mmap", Kind.FUNC)[0]
-    pgoff, flags = fp.entry
+    assert fp.probe == FENTRY and fp.btf_id == kernel.vmlinux.find(STACKY, Kind.FUNC)[0]
+    sdif, ifindex = fp.entry
     (ret,) = fp.ret
-    assert (pgoff.kind, pgoff.reg) == (SCALAR, "ctx[6]")
-    bit, _ = find_member(kernel.vmlinux, kernel.vmlinux.find("file", Kind.STRUCT)[0], "f_flags")
-    assert (flags.reg, flags.hops, flags.read_off) == ("ctx[0]", (), bit // 8)
+    assert (sdif.kind, sdif.reg) == (SCALAR, "ctx[6]")
+    bit, _ = find_member(kernel.vmlinux, kernel.vmlinux.find("net", Kind.STRUCT)[0], "ifindex")
+    assert (ifindex.reg, ifindex.hops, ifindex.read_off) == ("ctx[0]", (), bit // 8)
     assert ret.reg == "ctx[9]"
     c, probes = generate(p, MACHINE)
     assert "int ksnoop_entry_0(u64 *ctx)" in c and "int ksnoop_return_0(u64 *ctx)" in c
     assert "*(u64 *)&e->v0_ptr = (u64)ctx[6];" in c
     (point,) = attach_points(probes)
     assert (type(point).__name__, point.func, point.btf_id, point.entry_fn, point.return_fn) == (
-        "Fentry", "do_mmap", fp.btf_id, "ksnoop_entry_0", "ksnoop_return_0")
+        "Fentry", STACKY, fp.btf_id, "ksnoop_entry_0", "ksnoop_return_0")
 
 
 @needs_btf
 def test_fentry_struct_of_two_slots(kernel):
-    (fp,) = resolve([parse("insert_rule(id, num_layers)")], kernel, backends=Fixed(FENTRY_CHOICE)).funcs
-    ident, n = fp.entry
-    assert (ident.kind, ident.regs) == (REGS, ("ctx[1]", "ctx[2]"))
-    assert n.reg == "ctx[4]"
+    """do_tcp_setsockopt(sk, level, optname, sockptr_t optval, optlen): 16 bytes in two slots."""
+    (fp,) = resolve([parse("do_tcp_setsockopt(optval, optlen)")], kernel,
+                    backends=Fixed(FENTRY_CHOICE)).funcs
+    optval, optlen = fp.entry
+    assert (optval.kind, optval.regs) == (REGS, ("ctx[3]", "ctx[4]"))
+    assert optlen.reg == "ctx[5]"
 
 
 @needs_btf
 def test_default_spec_shows_stack_arguments_too(kernel):
-    (fp,) = resolve([parse("do_mmap")], kernel).funcs
-    assert [v.name for v in fp.entry][6:] == ["pgoff", "populate", "uf"]
+    (fp,) = resolve([parse(STACKY)], kernel).funcs
+    assert [v.name for v in fp.entry][6:] == ["sdif", "udptable", "skb"]
     assert fp.notes == ()
 
 

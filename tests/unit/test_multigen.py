@@ -140,9 +140,11 @@ def set_regs():
     return [f"\tr.{reg} = (u64)(mem + {off});" for reg, off in REGS.items()]
 
 
+# The same prototypes in 6.1, 6.12 and 6.18: __udp4_lib_lookup has 9 arguments (the
+# last three on the stack), do_tcp_setsockopt takes a 16-byte struct in two registers.
 SPECS = ["vfs_read(file->f_path.dentry->d_name.name, count, buf, pos)",
-         "do_mmap(pgoff, populate, len, file->f_inode->i_ino, return)",
-         "insert_rule(id, num_layers, ruleset->num_layers)",
+         "__udp4_lib_lookup(sdif, udptable, dport, skb->len, net->user_ns->level, return)",
+         "do_tcp_setsockopt(optval, optlen, sk->sk_mark)",
          "ip_send_skb(skb->len, skb->cb, net, return)"]
 
 
@@ -190,17 +192,17 @@ def test_a_predicate_keeps_the_compiled_programs(kernel):
 
 
 def test_recipe_layout(kernel):
-    (fp,) = resolve([parse("do_mmap(pgoff, populate)")], kernel, backends=MULTI).funcs
+    (fp,) = resolve([parse("__udp4_lib_lookup(sdif, udptable)")], kernel, backends=MULTI).funcs
     ev = multigen.side_layout(fp, False)
     raw = multigen.recipe(ev, multigen.registers(current("x86_64")))
     assert len(raw) == multigen.RECIPE_HEAD.size + multigen.MAX_VALUES * multigen.VAL.size
     nvals, size, *_ = multigen.RECIPE_HEAD.unpack_from(raw)
     assert (nvals, size) == (2, ev.size)
-    pgoff = multigen.VAL.unpack_from(raw, multigen.RECIPE_HEAD.size)
-    populate = multigen.VAL.unpack_from(raw, multigen.RECIPE_HEAD.size + multigen.VAL.size)
+    sdif = multigen.VAL.unpack_from(raw, multigen.RECIPE_HEAD.size)
+    udptable = multigen.VAL.unpack_from(raw, multigen.RECIPE_HEAD.size + multigen.VAL.size)
     sp = 6  # after the six argument registers
     # op, src, src2, nhops, user, hop0, hop1, read_off, size, ptr, status, data
-    assert pgoff == (multigen.OP_SCALAR, sp, multigen.NO_REG, 0, 0, 0, 0, 8, 8, 0xFFFF,
-                     ev.slots[0].status, ev.slots[0].data)
-    assert populate[:5] == (multigen.OP_DEREF, sp, multigen.NO_REG, 1, 0) and populate[5] == 16
-    assert kernel.vmlinux.find("do_mmap", Kind.FUNC)
+    assert sdif == (multigen.OP_SCALAR, sp, multigen.NO_REG, 0, 0, 0, 0, 8, 4, 0xFFFF,
+                    ev.slots[0].status, ev.slots[0].data)
+    assert udptable[:5] == (multigen.OP_DEREF, sp, multigen.NO_REG, 1, 0) and udptable[5] == 16
+    assert kernel.vmlinux.find("__udp4_lib_lookup", Kind.FUNC)

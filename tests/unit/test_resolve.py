@@ -1,16 +1,20 @@
-"""resolve(): specs -> TracePlan against the host's real vmlinux BTF, without root.
+"""resolve(): specs -> TracePlan against the running kernel's real vmlinux BTF, without root.
 
 ``Kernel(btf_path=...)`` reads types from a file and never touches kallsyms
 (``kernel.live`` is False), so every function gets address 0 and nothing here
-needs privileges.  A few cases the host kernel cannot show (user pointers) use
-a BTF file made by the test writer.
+needs privileges.  The functions named exist with the same prototype in the
+host's 6.18 and the VM test bed's 6.1 and 6.12 kernels.  Cases a kernel
+cannot show (user pointers), or only some kernels have (a 12-byte struct in
+two registers, a struct returned in memory, an empty struct argument), use a
+BTF file made by the test writer; where the kernel has a function of that
+kind, it is checked too.
 """
 
 import os
 import re
 
 import pytest
-from btfwriter import BTFWriter
+from btfwriter import BTFWriter, abi_corners
 
 from ksnoop.btf import Kind
 from ksnoop.errors import SpecError
@@ -190,14 +194,15 @@ def test_return_on_a_void_function(kernel):
 
 
 def test_seventh_argument_is_read_from_the_stack(kernel, btf):
-    """Past the six argument registers: at sp + 8 (sp points at the return address)."""
-    fn = btf[btf.find("ZSTD_transferSequences_wBlockDelim", Kind.FUNC)[0]]
+    """Past the six argument registers: at sp + 8 (sp points at the return address).
+    _ipmr_fill_mroute(mrt, skb, portid, seq, c, cmd, int flags): flags is the 7th."""
+    fn = btf[btf.find("_ipmr_fill_mroute", Kind.FUNC)[0]]
     params = btf[fn.type].params
     assert len(params) == 7
     seventh = params[6].name
-    v = value(kernel, f"ZSTD_transferSequences_wBlockDelim({seventh})")
+    v = value(kernel, f"_ipmr_fill_mroute({seventh})")
     assert (v.kind, v.reg, v.hops, v.read_off, v.size) == (SCALAR, "ctx->sp", (), 8, 4)
-    fp = one(kernel, "ZSTD_transferSequences_wBlockDelim")
+    fp = one(kernel, "_ipmr_fill_mroute")
     assert [v.name for v in fp.entry] == [p.name for p in params]
     assert [v.reg for v in fp.entry] == ["ctx->di", "ctx->si", "ctx->dx", "ctx->cx", "ctx->r8",
                                          "ctx->r9", "ctx->sp"]
@@ -405,14 +410,30 @@ def test_return_pointer_deref(kernel):
     assert (v.kind, v.reg, v.at_return) == (DEREF, "ctx->ax", True)
 
 
-def test_struct_by_value_in_two_registers(kernel, btf):
-    fp = one(kernel, "ZSTD_CCtx_setFParams")
+@pytest.fixture(scope="module")
+def corners(tmp_path_factory):
+    """A kernel whose BTF is tests/unit/btfwriter.py's abi_corners(): 6.18's
+    prototypes of ZSTD_CCtx_setFParams, ZSTD_adjustCParams, __io_run_local_work."""
+    d = tmp_path_factory.mktemp("corners")
+    (d / "vmlinux").write_bytes(abi_corners())
+    return Kernel(btf_path=str(d / "vmlinux"), sys_btf=str(d), kallsyms_path="/nonexistent")
+
+
+def test_struct_by_value_in_two_registers(kernel, corners):
+    """A 12-byte struct takes two registers, read as 16 bytes (crafted: only 6.18 has one)."""
+    fp = one(corners, "ZSTD_CCtx_setFParams")
     cctx, fparams = fp.entry
     assert fparams.kind == REGS and fparams.regs == ("ctx->si", "ctx->dx")
     assert (fparams.size, fparams.full_size) == (16, 12)
-    assert error(kernel, "ZSTD_CCtx_setFParams(fparams == 1)")[0].endswith("cannot be compared")
-    assert error(kernel, "ZSTD_CCtx_setFParams(fparams.contentSizeFlag)") == (
+    assert error(corners, "ZSTD_CCtx_setFParams(fparams == 1)")[0].endswith("cannot be compared")
+    assert error(corners, "ZSTD_CCtx_setFParams(fparams.contentSizeFlag)") == (
         "fparams is passed by value in registers; '.' on it is not supported", ".")
+    # every kernel: timestamp_truncate(struct timespec64 t, struct inode *inode)
+    t, inode = one(kernel, "timestamp_truncate").entry
+    assert (t.kind, t.regs, t.size, t.full_size) == (REGS, ("ctx->di", "ctx->si"), 16, 16)
+    assert (inode.kind, inode.reg) == (DEREF, "ctx->dx")
+    assert error(kernel, "timestamp_truncate(t.tv_sec)") == (
+        "t is passed by value in registers; '.' on it is not supported", ".")
 
 
 def test_struct_of_16_bytes_returned_in_two_registers(kernel, btf):
@@ -421,12 +442,12 @@ def test_struct_of_16_bytes_returned_in_two_registers(kernel, btf):
     assert v.kind == REGS and v.regs == ("ctx->ax", "ctx->dx") and v.size == 16
 
 
-def test_struct_returned_in_memory(kernel, btf):
+def test_struct_returned_in_memory(corners):
     """ZSTD_adjustCParams returns a 28-byte struct: through a hidden pointer in rdi."""
-    assert error(kernel, "ZSTD_adjustCParams(return)") == (
+    assert error(corners, "ZSTD_adjustCParams(return)") == (
         "the return value of ZSTD_adjustCParams is not traceable (a struct of more than 16 "
         "bytes, returned in memory)", "return")
-    fp = one(kernel, "ZSTD_adjustCParams")
+    fp = one(corners, "ZSTD_adjustCParams")
     assert fp.ret == ()
     # cPar (28 bytes) is on the stack; rdi holds the return pointer, so srcSize is in rsi.
     assert [(v.name, v.reg) for v in fp.entry] == [("cPar", "ctx->sp"), ("srcSize", "ctx->si"),
@@ -434,12 +455,54 @@ def test_struct_returned_in_memory(kernel, btf):
     assert "return: a struct of more than 16 bytes, returned in memory" in fp.notes
 
 
-def test_empty_struct_argument_takes_no_register(kernel, btf):
+def _returns_big_struct(btf):
+    """The kernel's functions that return a struct of more than 16 bytes and
+    take at most five integers and pointers, and structs of more than 16 bytes
+    (each kernel has some: ZSTD_adjustCParams in 6.18, build_open_how in 6.1
+    and 6.12): {name: the register or stack each argument is read from}."""
+    found = {}
+    for name, fid in sorted(btf.names(Kind.FUNC)):
+        proto = btf[btf[fid].type]
+        rt = btf[btf.resolve(proto.type)] if proto.type else None
+        if rt is None or rt.kind != Kind.STRUCT or btf.size_of(proto.type) <= 16:
+            continue
+        regs = iter(("ctx->si", "ctx->dx", "ctx->cx", "ctx->r8", "ctx->r9"))  # rdi: the result
+        where = []
+        for p in proto.params:
+            t = btf[btf.resolve(p.type)] if p.type else None
+            if t is not None and t.kind in (Kind.INT, Kind.PTR, Kind.ENUM) and t.size <= 8:
+                where.append((p.name, next(regs, None)))
+            elif t is not None and t.kind == Kind.STRUCT and btf.size_of(p.type) > 16:
+                where.append((p.name, "ctx->sp"))
+            else:
+                break
+        else:
+            if where and None not in dict(where).values():
+                found[name] = where
+    return found
+
+
+def test_this_kernels_struct_returns_are_in_memory(kernel, btf):
+    """The same on the running kernel's own functions: the return value is not
+    traceable and the arguments start at the second register."""
+    found = _returns_big_struct(btf)
+    assert found, "no function of this kernel returns a struct of more than 16 bytes"
+    for name, where in sorted(found.items())[:20]:
+        assert error(kernel, f"{name}(return)")[0] == (
+            f"the return value of {name} is not traceable (a struct of more than 16 bytes, "
+            "returned in memory)"), name
+        fp = one(kernel, name)
+        assert fp.ret == () and "return: a struct of more than 16 bytes, returned in memory" in fp.notes
+        assert [(v.name, v.reg) for v in fp.entry] == where, name
+
+
+def test_empty_struct_argument_takes_no_register(corners):
     """io_tw_token_t is an empty struct: GCC passes it in nothing."""
+    btf = corners.vmlinux
     fn = btf[btf.find("__io_run_local_work", Kind.FUNC)[0]]
     params = btf[fn.type].params
     assert btf.size_of(params[1].type) == 0
-    fp = one(kernel, "__io_run_local_work")
+    fp = one(corners, "__io_run_local_work")
     assert [(v.name, v.reg) for v in fp.entry] == [
         (params[0].name, "ctx->di"), (params[2].name, "ctx->si"), (params[3].name, "ctx->dx")]
     slots = callconv.assign(btf, btf[fn.type])
