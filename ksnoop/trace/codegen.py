@@ -420,36 +420,78 @@ static __always_inline int ksnoop_pop(struct ksnoop_stash_key *k, u64 id, u32 fu
 
 
 START_C = """
-BPF_TABLE("lru_hash", struct ksnoop_stash_key, u64, ksnoop_start, %(entries)d);
+/* A call's entry: when it started, and the stack pointer there (kprobes; 0: none). */
+struct ksnoop_start_v {
+	u64 ts;
+	u64 sp;
+};
+BPF_TABLE("lru_hash", struct ksnoop_stash_key, struct ksnoop_start_v, ksnoop_start, %(entries)d);
+#define KSNOOP_WALK %(walk)d
+#define KSNOOP_SP_SLACK %(slack)d
 
-/* At an entry: remember when the call started. */
-static __always_inline void ksnoop_enter(u64 id, u32 func)
+/* At an entry: the call's key; remember when it started, and where in the stack. */
+static __always_inline void ksnoop_enter(struct ksnoop_stash_key *k, u64 id, u32 func, u64 sp)
 {
-	struct ksnoop_stash_key k;
-	ksnoop_push(&k, id, func);
-	u64 t0 = bpf_ktime_get_ns();
-	ksnoop_start.update(&k, &t0);
+	ksnoop_push(k, id, func);
+	struct ksnoop_start_v v = { .ts = bpf_ktime_get_ns(), .sp = sp };
+	ksnoop_start.update(k, &v);
 }
 
-/* At a return: how long the call took, or KSNOOP_NO_DURATION. */
-static __always_inline u64 ksnoop_leave(u64 id, u32 func)
+/*
+ * At a return: how long the call took and (in k) the key its entry used, or
+ * KSNOOP_NO_DURATION when its entry was not seen.  With stack pointers
+ * (kprobes: at the entry sp points at the return address, at the return it
+ * is the same or one word above), the last entry may be deeper in the stack
+ * (a lower address) than the return: a call nested in this one whose return
+ * was missed (a kretprobe out of instances): it is dropped and the next one
+ * down tried.  It may be higher up: then this return belongs to a call
+ * nested in that one whose entry was missed: it takes none.  So no return
+ * takes another call's entry.
+ */
+static __always_inline u64 ksnoop_leave(struct ksnoop_stash_key *k, u64 id, u32 func, u64 sp)
 {
-	struct ksnoop_stash_key k;
-	if (ksnoop_pop(&k, id, func))
+	u64 dk = ((u64)func << 32) | (u32)id;
+	u32 *dp = ksnoop_depth.lookup(&dk);
+	if (!dp)
 		return KSNOOP_NO_DURATION;
-	u64 *t0 = ksnoop_start.lookup(&k);
-	if (!t0)
-		return KSNOOP_NO_DURATION;
-	u64 dur = bpf_ktime_get_ns() - *t0;
-	ksnoop_start.delete(&k);
-	return dur;
+	u32 depth = *dp;
+	k->tid = (u32)id;
+	k->func = func;
+#pragma unroll
+	for (int i = 0; i < KSNOOP_WALK; i++) {
+		if (depth == 0)
+			break;
+		k->depth = (depth - 1) & (KSNOOP_STASH_DEPTH - 1);
+		struct ksnoop_start_v *v = ksnoop_start.lookup(k);
+		if (!v) {
+			*dp = depth - 1;
+			return KSNOOP_NO_DURATION;
+		}
+		u64 esp = v->sp;
+		if (sp && esp && esp > sp)
+			return KSNOOP_NO_DURATION;
+		if (sp && esp && sp - esp > KSNOOP_SP_SLACK) {
+			ksnoop_start.delete(k);
+			depth--;
+			continue;
+		}
+		u64 dur = bpf_ktime_get_ns() - v->ts;
+		ksnoop_start.delete(k);
+		*dp = depth - 1;
+		return dur;
+	}
+	*dp = depth;
+	return KSNOOP_NO_DURATION;
 }"""
+WALK = 4  # entries of nested calls whose returns were missed, dropped at one return
+SP_SLACK = 8  # a return's stack pointer is its entry's, or one word above (kretprobe)
 
 
 def calls_c(start=True):
     """The maps and helpers of calls in flight (stash keys; ``start``: entry
     times too)."""
-    values = {"depth": STASH_DEPTH, "none": NO_DURATION, "entries": STASH_ENTRIES}
+    values = {"depth": STASH_DEPTH, "none": NO_DURATION, "entries": STASH_ENTRIES, "walk": WALK,
+              "slack": SP_SLACK}
     return CALLS_C % dict(values, start=START_C % values if start else "")
 
 
@@ -472,17 +514,25 @@ def _slow_enough(gen, fail):
     return [f"\tif (dur == KSNOOP_NO_DURATION || dur < {int(gen.min_ns)}ULL) {fail}"]
 
 
+def _sp(fp, gen):
+    """C: the stack pointer at a kprobe (entry or return), checked against the
+    entry's at the return; 0 elsewhere (fentry/fexit: no return is missed)."""
+    return f"ctx->{gen.sp_reg}" if fp.probe == KPROBE else "0"
+
+
 def _entry_program(fp, ev, gen):
     """The entry program: the call's start time (when its return is traced),
     then, when ``ev`` (the entry or stash event) is given, the event."""
     name = f"ksnoop_entry_{fp.index}"
     out = _prologue(name, fp, gen)
     if fp.stash:
-        out += ["\tstruct ksnoop_stash_key key;", f"\tksnoop_push(&key, id, {fp.index});"]
+        out += ["\tstruct ksnoop_stash_key key;",
+                f"\tksnoop_enter(&key, id, {fp.index}, {_sp(fp, gen)});"]
         fail = f"{{ ksnoop_stash_{fp.index}.delete(&key); return 0; }}"
     else:
         if needs_calls(fp):
-            out.append(f"\tksnoop_enter(id, {fp.index});")
+            out += ["\tstruct ksnoop_stash_key key;",
+                    f"\tksnoop_enter(&key, id, {fp.index}, {_sp(fp, gen)});"]
         fail = "return 0;"
     if ev is not None:
         out += _scratch(ev)
@@ -503,14 +553,15 @@ def _return_program(fp, ev, gen):
         # Return values are captured straight into the stash entry.
         fail = f"{{ ksnoop_stash_{fp.index}.delete(&key); return 0; }}"
         out += ["\tstruct ksnoop_stash_key key;",
-                f"\tif (ksnoop_pop(&key, id, {fp.index})) return 0;",
+                f"\tu64 dur = ksnoop_leave(&key, id, {fp.index}, {_sp(fp, gen)});",
+                "\tif (dur == KSNOOP_NO_DURATION) return 0;",
                 f"\tstruct {ev.c_name} *e = (struct {ev.c_name} *)ksnoop_stash_{fp.index}.lookup(&key);",
-                "\tif (!e) return 0;",
-                "\tu64 dur = bpf_ktime_get_ns() - e->hdr.ts;"]
+                "\tif (!e) return 0;"]
         out += _slow_enough(gen, fail)
         header = ["\te->hdr.cpu = bpf_get_smp_processor_id();", "\te->dur = dur;"]
     else:
-        out.append(f"\tu64 dur = ksnoop_leave(id, {fp.index});")
+        out += ["\tstruct ksnoop_stash_key key;",
+                f"\tu64 dur = ksnoop_leave(&key, id, {fp.index}, {_sp(fp, gen)});"]
         out += _slow_enough(gen, "return 0;")
         out += _scratch(ev)
         fail = "return 0;"
@@ -540,6 +591,7 @@ class Machine:
 class _Gen:
     filters: Filters
     self_tgid: int
+    sp_reg: str = "sp"  # pt_regs' stack pointer member
 
     @property
     def min_ns(self):
@@ -553,7 +605,9 @@ def generate(plan, machine, filters=Filters(), generator=None):
     ``shared()`` gives (structs, maps) once, ``function(fp, gen)`` gives
     (structs, maps, programs, entry name, return name) per function; the
     template, task filters and their maps stay this module's."""
-    gen = _Gen(filters, machine.self_tgid)
+    from ..kernel.arch import current
+
+    gen = _Gen(filters, machine.self_tgid, current(plan.arch).sp_reg)
     ncpus = machine.ncpus
     structs, maps, programs, probes = [], filter_maps(filters), [], []
     scratch = 64

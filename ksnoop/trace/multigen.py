@@ -150,8 +150,10 @@ def program(name, kind, base, prologue, regs, timed=False, min_ns=0, kstack=Fals
     only at constant offsets), then picked by number."""
     slot = f"{base} + (u32)bpf_get_attach_cookie(ctx)" if base else "(u32)bpf_get_attach_cookie(ctx)"
     copy = "\n".join(f"\treg[{i}] = (u64){expr};" for i, expr in enumerate(regs))
+    sp = f"reg[{len(regs) - 3}]"  # registers(): the stack pointer after the arguments
     if kind == RETURN:
-        calls = f"""	u64 dur = ksnoop_leave(id, func - {base});
+        calls = f"""	struct ksnoop_stash_key ck;
+	u64 dur = ksnoop_leave(&ck, id, func - {base}, {sp});
 """
         if min_ns:
             calls += f"""	if (dur == KSNOOP_NO_DURATION || dur < {int(min_ns)}ULL) return 0;
@@ -159,7 +161,8 @@ def program(name, kind, base, prologue, regs, timed=False, min_ns=0, kstack=Fals
         done = """	*(u64 *)(e + (r->dur & (KSNOOP_SPAN - 1))) = dur;
 """
     else:
-        calls = f"""	if (r->flags & {TIMED}) ksnoop_enter(id, func);
+        calls = f"""	struct ksnoop_stash_key ck;
+	if (r->flags & {TIMED}) ksnoop_enter(&ck, id, func, {sp});
 	if (!(r->flags & {EVENT})) return 0;
 """ if timed else ""
         done = ""

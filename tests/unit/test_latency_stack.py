@@ -108,7 +108,7 @@ def test_a_return_only_function_still_times_its_entry(kernel):
     text, ((_, entry, ret),) = generate(plan, MACHINE)
     assert entry and ret
     body = text[text.index(f"int {entry}("):text.index(f"int {ret}(")]
-    assert "ksnoop_enter(id, 0);" in body and "KSNOOP_OUTPUT" not in body
+    assert "ksnoop_enter(&key, id, 0, ctx->sp);" in body and "KSNOOP_OUTPUT" not in body
 
 
 # ------------------------------------------------------------ BPF under gcc
@@ -394,3 +394,48 @@ def test_latency_parses_units():
     lat = Latency()
     assert [lat.convert(v, None, None) for v in ("50us", "2ms", "1s", "800ns", "1.5ms")] == [
         50_000, 2_000_000, 1_000_000_000, 800, 1_500_000]
+
+
+def test_missed_returns_and_entries_never_pair_the_wrong_entry(kernel, tmp_path):
+    """kprobes: a nested call whose return was missed (a kretprobe out of
+    instances) leaves its entry behind, deeper in the stack; the caller's
+    return drops it and takes its own.  A return whose entry was missed (its
+    stack pointer below the last entry's: it is nested in that call) takes none.  Generic and compiled
+    programs alike."""
+    specs = ["ksys_read(fd, return)", "vfs_read(return)"]
+    generic, compiled = plans(kernel, specs)
+    sp = "\tr.sp = (u64)(mem + %d);"
+
+    def calls(probes, multi):
+        fp0, e0, r0 = probes[0]
+        fp1, e1, r1 = probes[1]
+
+        def go(fp, name, side):
+            if multi:
+                return [f"\tcookie = {fp.index};", f"\t{side}(&r);"]
+            return [f"\t{name}(&r);"]
+        return ([sp % 4000, "\tclk = 1000;"] + go(fp0, e0, MULTI_ENTRY)           # outer, sp 4000
+                + [sp % 3900, "\tclk = 2000;"] + go(fp0, e0, MULTI_ENTRY)         # nested, deeper
+                # the nested return is missed; the outer returns one word above its entry
+                + [sp % 4008, "\tclk = 7000;", "\tr.ax = 1;"] + go(fp0, r0, MULTI_RETURN)
+                + [sp % 3000, "\tclk = 8000;"] + go(fp1, e1, MULTI_ENTRY)         # f1 at 3000
+                # a nested call of f1 whose entry was missed returns (deeper in
+                # the stack than f1's entry): no duration, f1's entry is kept
+                + [sp % 2508, "\tclk = 8500;"] + go(fp1, r1, MULTI_RETURN)
+                + [sp % 3008, "\tclk = 9000;"] + go(fp1, r1, MULTI_RETURN))      # f1's own
+    setup = tm.memory_setup() + tm.set_regs()
+    c_text, c_probes = generate(compiled, MACHINE)
+    want = run(c_text, setup, calls(c_probes, False), str(tmp_path))
+    g_text, g_probes = generate(generic, MACHINE)
+    points = attach_points(g_probes)
+    load = [f"\tmemcpy(&{multigen.RECIPES}.v[{slot}], \"{tm.c_bytes(raw)}\", {len(raw)});"
+            for p in points for slot, raw in p.recipes]
+    got = run(g_text, setup + load, calls(g_probes, True), str(tmp_path))
+    assert got == want
+    assert durations(want, compiled) == [(0, RETURN, 6000), (1, RETURN, None), (1, RETURN, 1000)]
+    # stash mode (a return predicate) keeps the same contract
+    stash = resolve([parse("ksys_read(fd, return > 0)"), parse("vfs_read(return)")], kernel)
+    assert stash.funcs[0].stash
+    s_text, s_probes = generate(stash, MACHINE)
+    got = run(s_text, setup, calls(s_probes, False), str(tmp_path))
+    assert durations(got, stash) == [(0, CALL, 6000), (1, RETURN, None), (1, RETURN, 1000)]
