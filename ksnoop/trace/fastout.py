@@ -211,18 +211,27 @@ class _Layout:
         """Code for slot ``i``: returns (text piece, args, note expression or None)
         and appends the lines computing them to ``code``."""
         v = s.value
-        if v.kind == SCALAR and not errno_kind(self.btf, v):
+        err = errno_kind(self.btf, v)
+        if v.kind == SCALAR and err != ERR_PTR:
             src = s.ptr if s.status < 0 else s.data
             inl = self.inline(v.show_type)
             if inl is not None:
                 code_, piece, tmpl, env = inl
                 var = f"v{i}"
                 self.reads.append((src, code_, var))  # read with the header
+                expr = self.expr(tmpl, var, env)
+                if err:  # an int return: its errno name after the number
+                    self.inline_errnos.append((v.name, var, f"s{i}" if s.status >= 0 else None))
+                    if self.fmt != "json" and s.status < 0:
+                        return piece + "%s", [expr, f"ESFX.get({var}, '')"], None
+                    if self.fmt != "json":
+                        expr = f"{piece!r} % ({expr},) + ESFX.get({var}, '')"
+                        piece = "%s"
                 if s.status < 0:  # a register: always there
-                    return piece, [self.expr(tmpl, var, env)], None
+                    return piece, [expr], None
                 self.reads.append((s.status, "i", f"s{i}"))
                 failed = "null" if self.fmt == "json" else "?"
-                code.append(f"if s{i} >= 0: t{i} = {piece!r} % {self.expr(tmpl, var, env)}; n{i} = ''")
+                code.append(f"if s{i} >= 0: t{i} = {piece!r} % ({expr},); n{i} = ''")
                 code.append(f"else: t{i} = {failed!r}; n{i} = cannot_read({v.name!r}, s{i})")
                 return "%s", [f"t{i}"], f"n{i}"
         fn = self.const(self.value_fn(s), "V")
@@ -329,6 +338,19 @@ class _Layout:
             return render(b, o)
         return value
 
+    def errno_json(self):
+        """A Python expression giving ``,"errno":{...}`` for the layout's return
+        values that carry an errno (the reference's "errno" object), or None."""
+        inline = self.inline_errnos
+        if len(inline) == 1 and len([s for s in self.ev.slots if errno_kind(self.btf, s.value)]) == 1:
+            (name, var, status), = inline
+            table = self.const({n: ',"errno":' + json_dumps({name: errno_name(n)})
+                                for n in range(-4095, 0)}, "EJ")
+            expr = f"{table}.get({var}, '')"
+            return f"({expr} if {status} >= 0 else '')" if status else expr
+        fn = self.errno_json_fn()
+        return None if fn is None else f"{self.const(fn, 'ER')}(b, o)"
+
     def errno_json_fn(self):
         """(b, o) -> ``,"errno":{...}`` for the layout's return values that carry
         an errno (the reference's "errno" object), or None when none can."""
@@ -430,6 +452,7 @@ class _Layout:
     def build(self):
         ev, fp, fmt = self.ev, self.fp, self.fmt
         self.reads = list(_HEADER_READS)  # (offset, struct code, variable): one unpack
+        self.inline_errnos = []  # (value name, variable, status variable) of inline int returns
         if ev.dur >= 0:
             self.reads.append((ev.dur, "Q", "dur"))
         # the text of the task, process and CPU fields, kept per (comm, pid, [tid,] cpu)
@@ -511,10 +534,10 @@ class _Layout:
         if ev.kind != ENTRY:
             fmt_str += ',"duration_ns":%s'
             args.append(f"(str(dur) if dur != {NO_DURATION} else 'null')")
-        errnos = self.errno_json_fn()
+        errnos = self.errno_json()
         if errnos is not None:
             fmt_str += "%s"
-            args.append(f"{self.const(errnos, 'ER')}(b, o)")
+            args.append(errnos)
         noted = [(s.value.name, note) for s, _, _, note in slots if note is not None]
         if ev.kstack >= 0:
             code.append(f"ks, ksn = {self.const(self.kstack_fn(), 'KS')}(b, o)")
@@ -547,7 +570,7 @@ class FastFormatter:
                    "SEC": [0, ""], "new_second": self._new_second, "json_dumps": json_dumps,
                    "cannot_read": cannot_read, "short": self._short,
                    "WSEC": [0, ""], "new_wall_second": self._new_wall_second,
-                   "PREV": [None], "delta_text": delta_text}
+                   "PREV": [None], "delta_text": delta_text, "ESFX": _ERRNO_SUFFIX}
         if self.formatter.time == "wall":
             self.ns["new_second"] = self._new_wall_text_second
         self._fns = {}  # (func, kind) -> the layout's function, made at its first event
@@ -674,6 +697,10 @@ class FastFormatter:
             fn = self._fns[key] = self._compile(fp, ev)
         return fn
 
+
+
+# -2 -> " (-ENOENT)": what follows an int return value in -4095..-1
+_ERRNO_SUFFIX = {n: f" (-{errno_name(n)})" for n in range(-4095, 0)}
 
 
 def cannot_read(name, status):
