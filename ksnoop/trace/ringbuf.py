@@ -34,7 +34,7 @@ _LEN = struct.Struct("<I")
 _BUSY = 1 << 31
 _DISCARD = 1 << 30
 _HDR = 8  # the record header; records are padded to 8 bytes
-assert _DISCARD == 0x40000000 and _HDR == 8  # as written out in consume()'s loop
+assert _HDR == 8  # as written out in consume()'s loop
 
 
 def supported():
@@ -80,37 +80,51 @@ class RingReader:
         raises, that record counts as consumed and the exception propagates;
         the records after it stay in the ring."""
         data, cons_map = self._data, self._cons
-        length_of, page, mask = _LEN.unpack_from, self.page, self.size - 1
-        flush = self.flush_bytes
-        cons = stored = _POS.unpack_from(cons_map, 0)[0]
-        limit = cons + (self.size if budget is None else budget)
-        n = nbytes = 0
+        length_of, page, mask, flush = _LEN.unpack_from, self.page, self.size - 1, self.flush_bytes
+        start = stored = _POS.unpack_from(cons_map, 0)[0]  # the position ``base`` stands for
+        limit = start + (self.size if budget is None else budget)
+        at = base = page + (start & mask)
+        # Per record, as little arithmetic as Python allows (each operation costs
+        # about as much as the call of ``handle``): offsets in the mapping instead
+        # of ring positions (the records from ``base`` to ``end`` lie one after
+        # the other, the data being mapped twice), the step of the last size seen
+        # kept, and the bytes counted per run of records of one size.
+        n = counted = 0  # records handed over; of them, those in self.bytes already
+        seen, step = 0, _HDR
         try:
             while True:
+                start += at - base
+                base = at
                 prod = _POS.unpack_from(data, 0)[0]
                 stop = prod if prod < limit else limit
-                if cons >= stop:
+                if start >= stop:
                     break
-                while cons < stop:
-                    at = page + (cons & mask)
-                    hdr, = length_of(data, at)
-                    if hdr < 0x40000000:  # committed (not BUSY), not discarded: the usual case
-                        cons += (hdr + 15) & -8  # header and bytes, padded to 8
-                        n += 1
-                        nbytes += hdr
-                        handle(data, at + 8, hdr)
-                    elif hdr & _BUSY:
-                        return n
-                    else:
-                        cons += ((hdr & ~_DISCARD) + 15) & -8
-                    if cons - stored >= flush:
-                        _POS.pack_into(cons_map, 0, cons)
-                        stored = cons
+                at = base = page + (start & mask)
+                end = base + (stop - start)
+                while at < end:
+                    part = at + flush if at + flush < end else end
+                    while at < part:
+                        hdr, = length_of(data, at)
+                        if hdr == seen:  # committed, not discarded, as long as the last
+                            o = at + 8
+                            at += step
+                            n += 1
+                            handle(data, o, hdr)
+                        elif hdr < _DISCARD:  # committed, another size
+                            self.bytes += seen * (n - counted)
+                            counted, seen, step = n, hdr, (hdr + 15) & -8
+                        elif hdr & _BUSY:
+                            return n
+                        else:
+                            at += ((hdr & ~_DISCARD) + 15) & -8
+                    stored = start + (at - base)
+                    _POS.pack_into(cons_map, 0, stored)
         finally:
+            cons = start + (at - base)
             if cons != stored:
                 _POS.pack_into(cons_map, 0, cons)
             self.delivered += n
-            self.bytes += nbytes
+            self.bytes += seen * (n - counted)
         return n
 
     def close(self):

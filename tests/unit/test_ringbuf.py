@@ -1,0 +1,121 @@
+"""ringbuf.RingReader on a ring laid out as the kernel maps a BPF ring buffer.
+
+The reader works on offsets in the mapping and keeps the size of the last
+record it saw: records of one size, discarded or busy records of that same
+size, size changes, the consumer position published during a long batch.
+"""
+
+import struct
+
+from ksnoop.trace.ringbuf import RingReader
+
+BUSY, DISCARD = 1 << 31, 1 << 30
+
+
+class Ring:
+    """Consumer page, producer page, then the data area twice in a row."""
+
+    def __init__(self, size, page=4096, flush=64):
+        self.size, self.page, self.prod = size, page, 0
+        self.data = bytearray(page + 2 * size)
+        self.cons = bytearray(page)
+        r = RingReader.__new__(RingReader)
+        r.size, r.page, r.delivered, r.bytes, r.flush_bytes = size, page, 0, 0, flush
+        r._data, r._cons = self.data, self.cons
+        self.reader = r
+
+    def write(self, payload, flags=0):
+        rec = struct.pack("<II", len(payload) | flags, 0) + payload
+        for i, byte in enumerate(rec):
+            pos = (self.prod + i) & (self.size - 1)
+            self.data[self.page + pos] = self.data[self.page + self.size + pos] = byte
+        at = self.prod
+        self.prod += (len(payload) + 15) & ~7
+        struct.pack_into("<Q", self.data, 0, self.prod)
+        return at
+
+    def set_flags(self, at, flags):
+        """Change a record's header flags (the producer committing or discarding it)."""
+        for base in (self.page, self.page + self.size):
+            off = base + (at & (self.size - 1))
+            hdr = struct.unpack_from("<I", self.data, off)[0] & ~(BUSY | DISCARD)
+            struct.pack_into("<I", self.data, off, hdr | flags)
+
+    @property
+    def consumer(self):
+        return struct.unpack_from("<Q", self.cons)[0]
+
+
+def collect(got):
+    def handle(buf, off, size):
+        got.append(bytes(buf[off:off + size]))
+    return handle
+
+
+def test_same_size_discarded_and_busy_records_are_not_delivered():
+    ring = Ring(1 << 12)
+    got = []
+    ring.write(b"a" * 12)
+    ring.write(b"x" * 12, DISCARD)  # the length the reader just saw, with a flag
+    ring.write(b"b" * 12)
+    busy = ring.write(b"c" * 12, BUSY)
+    ring.write(b"d" * 12)
+    assert ring.reader.consume(collect(got)) == 2
+    assert got == [b"a" * 12, b"b" * 12]
+    assert ring.consumer == busy  # stops at the record being written
+    ring.set_flags(busy, 0)  # committed now
+    assert ring.reader.consume(collect(got)) == 2
+    assert got[2:] == [b"c" * 12, b"d" * 12] and ring.consumer == ring.prod
+    assert (ring.reader.delivered, ring.reader.bytes) == (4, 48)
+
+
+def test_size_changes_and_empty_records_count_exactly():
+    ring = Ring(1 << 12)
+    sent = [b"", b"p" * 3, b"p" * 3, b"", b"q" * 40, b"q" * 40, b"q" * 40, b"r", b""]
+    for p in sent:
+        ring.write(p)
+    got = []
+    assert ring.reader.consume(collect(got)) == len(sent)
+    assert got == sent and ring.consumer == ring.prod
+    assert ring.reader.bytes == sum(map(len, sent))
+
+
+def test_consumer_position_published_during_a_long_batch():
+    """The kernel may reuse space while the batch is still being handled: the
+    position is stored at least every flush_bytes, not only at the end."""
+    ring = Ring(1 << 12, flush=64)
+    for i in range(40):
+        ring.write(bytes([i]) * 24)  # 32 bytes a record
+    seen = []
+
+    def handle(buf, off, size):
+        seen.append((off - ring.page - 8, ring.consumer))
+
+    assert ring.reader.consume(handle) == 40
+    for at, published in seen:
+        assert at - 64 <= published <= at  # never ahead of a record being handled
+    assert ring.consumer == 40 * 32
+
+
+def test_exception_consumes_its_record_and_resumes_after_it():
+    ring = Ring(1 << 8)
+    for round_ in range(12):  # around the ring several times, wrapping records
+        for i in range(3):
+            ring.write(bytes([round_, i]) * 10)
+        calls = []
+
+        def fail_second(buf, off, size, calls=calls):
+            calls.append(bytes(buf[off:off + size]))
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+
+        try:
+            ring.reader.consume(fail_second)
+        except KeyboardInterrupt:
+            pass
+        else:
+            raise AssertionError("the handler's exception was swallowed")
+        rest = []
+        assert ring.reader.consume(collect(rest)) == 1
+        assert calls + rest == [bytes([round_, i]) * 10 for i in range(3)]
+        assert ring.consumer == ring.prod
