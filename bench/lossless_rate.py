@@ -11,7 +11,8 @@ register), traced by
   bpftrace      ``tracepoint:raw_syscalls:sys_enter /pid == PID && args->id == 110/
                 { printf("%ld %lu\\n", args->id, args->args[0]); }``
 
-each printing to a file.  Rates double from ``--start`` (50,000/s): 50k,
+each printing to a file and stopped by SIGINT once the workload is done and
+the file has not grown for a second.  Rates double from ``--start`` (50,000/s): 50k,
 100k, 200k, 400k, 800k, ...; at every rate each tool still in the race
 traces a fresh workload of RATE x ``--seconds`` calls (the tools take turns,
 in an order rotating from rate to rate).  A step is lossless when the tool
@@ -94,7 +95,7 @@ def wait_for(paths, text, proc, seconds):
     return False
 
 
-def settle(path, seconds=10.0, quiet=0.4):
+def settle(path, seconds=15.0, quiet=1.0):
     """Wait until ``path`` stops growing for ``quiet`` seconds (at most ``seconds``)."""
     size, since, deadline = -1, time.monotonic(), time.monotonic() + seconds
     while time.monotonic() < deadline:
