@@ -8,6 +8,7 @@ import ctypes as ct
 import os
 
 from ..btf import Kind
+from .lockdown import kprobes_refused
 
 _CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 21, 38, 39
 _TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
@@ -29,6 +30,9 @@ def tracefs_path():
 
 def kprobes_available():
     """(bool, reason) - can this kernel attach kprobes at all?"""
+    locked = kprobes_refused()
+    if locked:  # the kprobe PMU is there, but refuses every probe
+        return False, locked
     if os.path.isdir(_KPROBE_PMU):
         return True, ""
     tfs = tracefs_path()
@@ -68,12 +72,14 @@ def privilege_problem(caps=None):
 
 
 def ensure_tracefs():
-    """Path of a mounted tracefs, mounting it at /sys/kernel/tracing if needed."""
+    """Path of a mounted tracefs, mounting it at /sys/kernel/tracing if needed
+    (and possible: as root, where nothing is mounted there yet), else None.
+    A tracefs mounted but empty (lockdown) is not mounted again."""
     path = tracefs_path()
     if path:
         return path
     target = _TRACEFS[0]
-    if os.path.isdir(target) and os.geteuid() == 0:
+    if os.path.isdir(target) and not os.path.ismount(target) and os.geteuid() == 0:
         libc = ct.CDLL(None, use_errno=True)
         if libc.mount(b"nodev", target.encode(), b"tracefs", 0, None) == 0:
             return target

@@ -12,6 +12,7 @@ from typing import Optional
 
 from ..errors import AttachError
 from ..kernel import bpfsys
+from ..kernel.lockdown import load_refusal_hint
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,11 @@ class OwnPrograms:
                     attach_btf_id=p.btf_id if fentry else 0,
                     attach_btf_obj_fd=self._btf_obj(p.module) if fentry and p.module else 0)
             except bpfsys.BPFError as e:
-                exc = AttachError(f"kernel rejected BPF program {name}: "
-                                  f"{_verifier_reason(e.log) or e.reason}")
-                exc.details, exc.fentry = e.log, p.func if fentry else None
+                # confidentiality lockdown: kprobes are refused too, no fallback
+                hint = load_refusal_hint(e.log)
+                exc = AttachError(hint or f"kernel rejected BPF program {name}: "
+                                          f"{_verifier_reason(e.log) or e.reason}")
+                exc.details, exc.fentry = e.log, p.func if fentry and not hint else None
                 raise exc from None
 
     def _btf_obj(self, module):

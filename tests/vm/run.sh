@@ -2,7 +2,10 @@
 # Run a command as root inside a Debian 6.1 guest kernel (kprobes, BTF, modules)
 # under qemu TCG via virtme-ng, and bring back its exit status.
 #
-#   tests/vm/run.sh [--timeout SECS] OUTDIR -- COMMAND [ARGS...]
+#   tests/vm/run.sh [--timeout SECS] [--append OPTS] OUTDIR -- COMMAND [ARGS...]
+#
+# --append OPTS (or $KSNOOP_VM_APPEND) adds options to the guest kernel's
+# command line, e.g. --append lockdown=confidentiality (both are passed on).
 #
 # OUTDIR (created if needed) is the only writable, host-shared directory in the
 # guest.  After the run it holds:
@@ -19,12 +22,16 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 ME="tests/vm/run.sh"
 TIMEOUT=900
 
-usage() { echo "usage: $ME [--timeout SECS] OUTDIR -- COMMAND [ARGS...]" >&2; exit 2; }
+usage() { echo "usage: $ME [--timeout SECS] [--append OPTS] OUTDIR -- COMMAND [ARGS...]" >&2; exit 2; }
+APPEND=()
+[ -z "${KSNOOP_VM_APPEND:-}" ] || APPEND+=(--append "$KSNOOP_VM_APPEND")
 
 while [ $# -gt 0 ]; do
     case "$1" in
         --timeout) [ $# -ge 2 ] || usage; TIMEOUT="$2"; shift 2 ;;
         --timeout=*) TIMEOUT="${1#*=}"; shift ;;
+        --append) [ $# -ge 2 ] && [ -n "$2" ] || usage; APPEND+=(--append "$2"); shift 2 ;;
+        --append=*) [ -n "${1#*=}" ] || usage; APPEND+=(--append "${1#*=}"); shift ;;
         -h|--help) usage ;;
         --) usage ;;
         *) break ;;
@@ -88,7 +95,7 @@ GEOF
 T0=$(date +%s.%N)
 set +e
 timeout -k 15 "$TIMEOUT" vng --run "$KVER" --disable-kvm --memory 2G --cpus 2 \
-    --rwdir "$OUTDIR" --exec "bash $(printf %q "$GUEST")" \
+    --rwdir "$OUTDIR" ${APPEND[@]+"${APPEND[@]}"} --exec "bash $(printf %q "$GUEST")" \
     < /dev/null > "$OUTDIR/console.log" 2>&1
 VRC=$?
 set -e
