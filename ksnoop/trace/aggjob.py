@@ -28,6 +28,7 @@ from .aggregate import (
     generate,
 )
 from .codegen import Machine
+from .filters import with_comm_offset
 from .job import attach_points, describe_targets
 from .plan import Filters
 
@@ -43,7 +44,7 @@ class Prepared:
 
 
 def prepare(spec_texts, kernel, agg: Aggregation, filters=None, backends=None):
-    filters = filters or Filters()
+    filters = with_comm_offset(filters or Filters(), kernel)
     aplan = build(spec_texts, agg, kernel, backends=backends)
     machine = Machine(self_tgid=os.getpid(), ncpus=kernel.possible_cpus())
     c_text, progs = generate(aplan, machine, filters)

@@ -1,13 +1,24 @@
 """C for the task filters every program starts with: never ksnoop itself,
 then -p PID, -t TID, -c/--comm GLOB and --cgroup (cheapest test first).
 
-A comm glob is compiled for the pattern at hand: a plain name is two 64-bit
-compares of the 16-byte comm (the kernel pads it with NULs), a name followed
-by one ``*`` is a masked compare, and any other glob runs as a bit-parallel
-NFA unrolled over the 16 bytes (one bit per pattern position), so no loop
-reaches the verifier.
+A comm glob is compiled for the pattern at hand: a plain name is a masked
+compare of the name and its NUL with the first one or two 64-bit words of
+the 16-byte comm, a name followed by one ``*`` is a masked compare of the
+name, and any other glob runs as a bit-parallel NFA unrolled over the 16
+bytes (one bit per pattern position), so no loop reaches the verifier.
+
+The comm is read straight from the task (``bpf_get_current_task_btf()`` and
+one load per 64-bit word it compares, the second only when the first
+matched) where the kernel has that helper and its BTF places
+``task_struct.comm`` (``Filters.comm_off``, ``with_comm_offset``), since a
+rejection then costs about what a -p rejection does; otherwise, and with no
+BTF offset, by ``bpf_get_current_comm()`` (a helper call that copies and pads
+all 16 bytes).
 """
 
+import dataclasses
+
+from ..btf import Kind
 from ..errors import UsageError
 
 COMM_LEN = 16  # TASK_COMM_LEN, NUL included
@@ -38,16 +49,18 @@ def _words(raw):
     return int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:], "little")
 
 
-def _masked_compare(raw, exact):
-    """comm equals ``raw`` (exact) or starts with it: masked u64 compares."""
+def _masked_compare(raw, load):
+    """The comm starts with ``raw`` (a name and its NUL: equals the name):
+    masked u64 compares, each word read by ``load(i)`` just before its own."""
     lo, hi = _words(raw)
-    n = COMM_LEN if exact else len(raw)
-    mask_lo = (1 << (8 * min(n, 8))) - 1
-    mask_hi = (1 << (8 * max(n - 8, 0))) - 1
-    conds = [f"(ksnoop_comm.w[0] & 0x{mask_lo:x}ULL) != 0x{lo & mask_lo:x}ULL"]
-    if mask_hi:
-        conds.append(f"(ksnoop_comm.w[1] & 0x{mask_hi:x}ULL) != 0x{hi & mask_hi:x}ULL")
-    return [f"\tif ({' || '.join(conds)}) return 0;"]
+    n = len(raw)
+    out = []
+    for i, (word, mask) in enumerate(((lo, (1 << (8 * min(n, 8))) - 1),
+                                      (hi, (1 << (8 * max(n - 8, 0))) - 1))):
+        if mask:
+            out += load(i)
+            out.append(f"\tif ((ksnoop_comm.w[{i}] & 0x{mask:x}ULL) != 0x{word & mask:x}ULL) return 0;")
+    return out
 
 
 def _closure(raw, var, ind):
@@ -91,21 +104,48 @@ def _nfa(raw):
     return out
 
 
-def comm_filter(pattern):
-    """C lines that return 0 unless the current task's comm matches ``pattern``."""
+def comm_filter(pattern, comm_off=-1):
+    """C lines that return 0 unless the current task's comm matches ``pattern``;
+    ``comm_off``: where task_struct keeps comm (-1: read by bpf_get_current_comm)."""
     raw = check_comm_glob(pattern).encode("utf-8")
-    # No initialiser: the helper writes all 16 bytes (the name, NUL-padded).
-    out = ["\tunion { char c[16]; u64 w[2]; } ksnoop_comm;",
-           "\tbpf_get_current_comm(&ksnoop_comm.c, sizeof(ksnoop_comm.c));"]
+    out = ["\tunion { char c[16]; u64 w[2]; } ksnoop_comm;"]
+    if comm_off < 0:
+        # No initialiser: the helper writes all 16 bytes (the name, NUL-padded).
+        out.append("\tbpf_get_current_comm(&ksnoop_comm.c, sizeof(ksnoop_comm.c));")
+        load = lambda i: []  # noqa: E731
+    else:
+        # a BTF pointer: each word is one plain load (the verifier checks it is
+        # inside task_struct.comm)
+        out.append("\tchar *ksnoop_task = (char *)bpf_get_current_task_btf();")
+        load = lambda i: [f"\tksnoop_comm.w[{i}] = *(u64 *)(ksnoop_task + {int(comm_off) + 8 * i});"]  # noqa: E731
     wild = [i for i, b in enumerate(raw) if b in b"*?"]
     if not wild:
-        return out + (_masked_compare(raw, exact=True) if len(raw) < COMM_LEN else ["\treturn 0;"])
+        if len(raw) >= COMM_LEN:
+            return ["\treturn 0;"]  # no comm is that long
+        return out + _masked_compare(raw + b"\0", load)
     if wild == [len(raw) - 1] and raw.endswith(b"*"):
         prefix = raw[:-1]
         if len(prefix) >= COMM_LEN:
-            return out + ["\treturn 0;"]
-        return out + (_masked_compare(prefix, exact=False) if prefix else [])
-    return out + _nfa(raw)
+            return ["\treturn 0;"]
+        return out + _masked_compare(prefix, load) if prefix else []  # "*": every name
+    return out + load(0) + load(1) + _nfa(raw)
+
+
+def with_comm_offset(filters, kernel):
+    """``filters`` with ``comm_off`` set when a comm glob can be matched on the
+    task's own comm: the kernel has bpf_get_current_task_btf (5.11) and its BTF
+    places task_struct.comm, a 16-byte array, at a byte offset."""
+    if not filters.comm or filters.comm_off >= 0:
+        return filters
+    btf = kernel.vmlinux
+    if not btf.find("bpf_get_current_task_btf", Kind.FUNC):
+        return filters
+    for tid in btf.find("task_struct", Kind.STRUCT):
+        for m in btf[tid].members:
+            if (m.name == "comm" and not m.bitfield_size and m.bit_offset % 64 == 0
+                    and btf.size_of(m.type) == COMM_LEN):
+                return dataclasses.replace(filters, comm_off=m.bit_offset // 8)
+    return filters
 
 
 def task_filter(filters, self_tgid):
@@ -118,7 +158,7 @@ def task_filter(filters, self_tgid):
     if filters.cgroup:
         out.append(f"\tif ({CGROUP_MAP}.check_current_task(0) != 1) return 0;")
     if filters.comm:
-        out += comm_filter(filters.comm)
+        out += comm_filter(filters.comm, filters.comm_off)
     return out
 
 

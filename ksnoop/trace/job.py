@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from ..errors import KsnoopError, Terminated, UsageError
 from .codegen import Machine, generate
 from .fastout import FastFormatter
+from .filters import with_comm_offset
 from .output import Formatter, describe_plan
 from .plan import FENTRY, TRACEPOINT, Filters
 from .resolve import resolve
@@ -34,7 +35,7 @@ def prepare(spec_texts, kernel, limit, pid=0, filters=None, backends=None, kstac
     ``backends`` (kernel.backend.Backends) picks fentry/fexit, kprobes or
     kprobe-multi per function; None: kprobes.  ``kstack``: every event carries
     the kernel stack."""
-    filters = filters or Filters(pid=pid)
+    filters = with_comm_offset(filters or Filters(pid=pid), kernel)
     specs = [parse(text) for text in spec_texts]
     plan = with_options(resolve(specs, kernel, limit=limit, backends=backends), filters.min_ns, kstack)
     machine = Machine(self_tgid=os.getpid(), ncpus=kernel.possible_cpus())

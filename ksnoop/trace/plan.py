@@ -117,3 +117,4 @@ class Filters:
     comm: str = ""  # a glob on the task name (* and ?); "": every name
     cgroup: str = ""  # a cgroup v2 directory: tasks in it or below; "": every cgroup
     min_ns: int = 0  # only calls lasting at least this long (--min-latency); 0: every call
+    comm_off: int = -1  # task_struct.comm's byte offset (filters.with_comm_offset); -1: use the helper

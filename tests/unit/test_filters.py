@@ -20,16 +20,24 @@ NAMES = ["syscall_loop", "sys", "s", "", "loop", "syscall_loo", "syscall_loopX",
          "k", "kk", "this_is_longer_than_16_chars", "?", "*"]
 
 
-def _program(patterns):
-    """C with one match function per pattern, the filter's lines as generated."""
+TASK_COMM_OFF = 24  # where the stand-in task keeps its comm (direct reads)
+
+
+def _program(patterns, comm_off):
+    """C with one match function per pattern, the filter's lines as generated:
+    the comm read by the helper (comm_off -1), or from a stand-in task whose
+    bytes past the name's NUL are junk (a direct read must not depend on them)."""
     out = ["#include <string.h>", "#include <stdio.h>", "typedef unsigned long long u64;",
            "typedef unsigned char u8;",
            # the kernel copies the name NUL-padded to all 16 bytes
            "#define bpf_get_current_comm(dst, n) "
-           "(memset((dst), 0, (n)), strncpy((char *)(dst), name, (n) - 1))"]
+           "(memset((dst), 0, (n)), strncpy((char *)(dst), name, (n) - 1))",
+           "static union { char c[64]; u64 align; } task;",
+           "#define bpf_get_current_task_btf() ((void *)task.c)"]
     for i, p in enumerate(patterns):
         out.append(f"static int match{i}(const char *name) {{")
-        out += comm_filter(p)
+        out.append(f"\tmemset(task.c, 0xa5, sizeof(task.c)); strcpy(task.c + {TASK_COMM_OFF}, name);")
+        out += comm_filter(p, comm_off)
         out.append("\treturn 1;\n}")
     out.append("int main(int argc, char **argv) {")
     out.append("\tchar line[256];")
@@ -43,12 +51,12 @@ def _program(patterns):
     return "\n".join(out)
 
 
-@pytest.fixture(scope="module")
-def matcher(tmp_path_factory):
+@pytest.fixture(scope="module", params=[-1, TASK_COMM_OFF], ids=["helper", "direct"])
+def matcher(tmp_path_factory, request):
     if not shutil.which("gcc"):
         pytest.skip("gcc is needed to run the generated filter C")
     d = tmp_path_factory.mktemp("comm")
-    (d / "m.c").write_text(_program(PATTERNS))
+    (d / "m.c").write_text(_program(PATTERNS, request.param))
     subprocess.run(["gcc", "-O1", "-Wall", "-Werror", "-o", str(d / "m"), str(d / "m.c")], check=True)
 
     def run(names):
@@ -88,3 +96,42 @@ def test_filter_lines_and_maps():
         < text.index("bpf_get_current_comm")
     assert maps(Filters(cgroup="/x")) == ["BPF_CGROUP_ARRAY(ksnoop_cgroup, 1);"]
     assert maps(Filters()) == []
+
+
+def test_comm_read_from_the_task_one_word_at_a_time():
+    """With the comm's offset: no helper copy, a word loaded just before its
+    compare (a name of up to 7 bytes and its NUL: one load, one compare)."""
+    lines = comm_filter("bash", comm_off=1752)
+    assert lines[1:] == ["\tchar *ksnoop_task = (char *)bpf_get_current_task_btf();",
+                         "\tksnoop_comm.w[0] = *(u64 *)(ksnoop_task + 1752);",
+                         "\tif ((ksnoop_comm.w[0] & 0xffffffffffULL) != 0x68736162ULL) return 0;"]
+    text = "\n".join(comm_filter("syscall_loop", comm_off=1752))
+    assert "bpf_get_current_comm" not in text
+    assert text.index("w[0] = ") < text.index("w[0] & ") < text.index("w[1] = ") < text.index("w[1] & ")
+    assert comm_filter("*", comm_off=1752) == comm_filter("*") == []
+
+
+def test_comm_offset_from_the_btf():
+    from btfwriter import BTFWriter
+
+    from ksnoop.btf import BTF
+    from ksnoop.trace.filters import with_comm_offset
+
+    class K:
+        def __init__(self, blob):
+            self.vmlinux = BTF(blob, use_cache=False)
+
+    def kernel(helper=True, comm_bits=128):
+        w = BTFWriter()
+        ch = w.int("char", 1, char=True)
+        long = w.int("long int", 8, signed=True)
+        w.struct("task_struct", 64, [("state", long, 0), ("comm", w.array(ch, 16), comm_bits)])
+        if helper:
+            w.func("bpf_get_current_task_btf", w.func_proto(0, []))
+        return K(w.build())
+
+    f = Filters(comm="x*")
+    assert with_comm_offset(f, kernel()).comm_off == 16
+    assert with_comm_offset(f, kernel(helper=False)).comm_off == -1  # before 5.11
+    assert with_comm_offset(f, kernel(comm_bits=96)).comm_off == -1  # not 8-byte aligned
+    assert with_comm_offset(Filters(pid=1), kernel()).comm_off == -1  # no comm filter
