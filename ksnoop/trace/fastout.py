@@ -33,21 +33,20 @@ from ..render import make_renderer
 from ..render.escape import c_string, json_dumps, json_string, terminal_text
 from ..render.text import Names, TreeText, compile_text
 from .events import Decoder
+from .fastparts import ERRNO_SUFFIX, errno_fn, errno_json, kstack_fn, suffix
 from .jsonout import _quote, compile_json
 from .output import (
-    ERR_INT4,
     ERR_PTR,
     Formatter,
     _errno,
     delta_text,
     err_ptr_name,
     errno_kind,
-    errno_name,
     wall_offset_ns,
     wall_second,
 )
 from .plan import DEREF, MEMORY, REGS, SCALAR, STRING
-from .wire import ENTRY, HEADER_FIELDS, HEADER_SIZE, KIND_NAMES, KSTACK_FRAMES, NO_DURATION
+from .wire import ENTRY, HEADER_FIELDS, HEADER_SIZE, KIND_NAMES, NO_DURATION
 
 __all__ = ["FastFormatter"]
 
@@ -70,9 +69,6 @@ _KEY = struct.Struct("<" + _AT["func"][1] + _AT["kind"][1])
 _HEAD_CACHE_MAX = 4096  # (task, pid, cpu) texts kept
 STATUS = struct.Struct("<i")
 PTR_STATUS = struct.Struct("<Qi")
-_U64 = struct.Struct("<Q")
-_S32 = struct.Struct("<i")
-_S64 = struct.Struct("<q")
 _CODES = {(1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h",
           (4, False): "I", (4, True): "i", (8, False): "Q", (8, True): "q"}
 
@@ -260,7 +256,7 @@ class _Layout:
                    if json_out and v.kind == MEMORY and v.full_size > v.size else "")
             src = ptr_at if data_at < 0 else data_at
             if err and not json_out:
-                render = self.errno_fn(render, err, src, what)
+                render = errno_fn(render, err, src, what)
             if status_at < 0:
                 def value(b, o):
                     return render(b, o + src), cut
@@ -318,113 +314,6 @@ class _Layout:
             return star + render(b, o + data_at), cut
         return value
 
-    @staticmethod
-    def errno_fn(render, err, src, what):
-        """``render`` of a return value, with its errno name: ``(int)-2 (-ENOENT)``,
-        ``(T *)ERR_PTR(-ENOENT)``."""
-        if err == ERR_PTR:
-            def value(b, o):
-                p = _U64.unpack_from(b, o)[0]
-                if p >= (1 << 64) - 4095:
-                    return f"({what})ERR_PTR(-{err_ptr_name(p)})"
-                return render(b, o)
-            return value
-        st = _S32 if err == ERR_INT4 else _S64
-
-        def value(b, o):
-            n = st.unpack_from(b, o)[0]
-            if -4096 < n < 0:
-                return render(b, o) + f" (-{errno_name(n)})"
-            return render(b, o)
-        return value
-
-    def errno_json(self):
-        """A Python expression giving ``,"errno":{...}`` for the layout's return
-        values that carry an errno (the reference's "errno" object), or None."""
-        inline = self.inline_errnos
-        if len(inline) == 1 and len([s for s in self.ev.slots if errno_kind(self.btf, s.value)]) == 1:
-            (name, var, status), = inline
-            table = self.const({n: ',"errno":' + json_dumps({name: errno_name(n)})
-                                for n in range(-4095, 0)}, "EJ")
-            expr = f"{table}.get({var}, '')"
-            return f"({expr} if {status} >= 0 else '')" if status else expr
-        fn = self.errno_json_fn()
-        return None if fn is None else f"{self.const(fn, 'ER')}(b, o)"
-
-    def errno_json_fn(self):
-        """(b, o) -> ``,"errno":{...}`` for the layout's return values that carry
-        an errno (the reference's "errno" object), or None when none can."""
-        parts = []
-        for s in self.ev.slots:
-            err = errno_kind(self.btf, s.value)
-            if not err:
-                continue
-            name = s.value.name
-            if s.value.kind in (DEREF, STRING):
-                parts.append((name, None, s.ptr, _U64, True))
-            else:
-                parts.append((name, s.status, s.ptr if s.data < 0 else s.data,
-                              _U64 if err == ERR_PTR else _S32 if err == ERR_INT4 else _S64,
-                              err == ERR_PTR))
-        if not parts:
-            return None
-
-        def errnos(b, o):
-            out = {}
-            for name, status_at, at, st, ptr in parts:
-                if status_at is not None and status_at >= 0 and STATUS.unpack_from(b, o + status_at)[0] < 0:
-                    continue
-                n = st.unpack_from(b, o + at)[0]
-                found = err_ptr_name(n) if ptr else errno_name(n)
-                if found:
-                    out[name] = found
-            return (',"errno":' + json_dumps(out)) if out else ""
-        return errnos
-
-    def kstack_fn(self):
-        """(b, o) -> the text of the event's kernel stack (the reference's)."""
-        at, data = self.ev.kstack, self.ev.kstack_data
-        fmt, ff = self.fmt, self.ff
-        sym = ff.formatter.symbols or (lambda a: f"0x{a:x}")
-        cache = ff.frame_texts
-
-        def frame(a):
-            t = cache.get(a)
-            if t is None:
-                raw = sym(a)
-                t = cache[a] = _quote(raw) if fmt == "json" else terminal_text(raw)
-            return t
-
-        def kstack(b, o):
-            n = _S32.unpack_from(b, o + at)[0]
-            if n < 0:
-                note = f"cannot read the kernel stack: {_errno(n)}"
-                if fmt == "json":
-                    return None, note
-                return (" kstack: ? /* %s */" if fmt == "line" else "\n  kstack: ? /* %s */") % note, note
-            k = min(n // 8, KSTACK_FRAMES)
-            frames = [frame(a) for a in struct.unpack_from("<%dQ" % k, b, o + data)]
-            if fmt == "json":
-                return "[" + ",".join(frames) + "]", ""
-            if fmt == "line":
-                return " kstack: " + " <- ".join(frames), ""
-            return "\n  kstack:" + "".join(["\n    " + f for f in frames]), ""
-        return kstack
-
-    def suffix(self, code, args):
-        """Text and line: the duration and the kernel stack after the values."""
-        ev = self.ev
-        piece = ""
-        if ev.dur >= 0:
-            piece += "%s"
-            args.append(f"(' (%d.%03dus)' % (dur // 1000, dur % 1000) if dur != {NO_DURATION} else '')")
-        if ev.kstack >= 0:
-            fn = self.const(self.kstack_fn(), "KS")
-            code.append(f"ks, _ = {fn}(b, o)")
-            piece += "%s"
-            args.append("ks")
-        return piece
-
     def render_fn(self, tid, have):
         """(b, offset) -> the rendered text of ``have`` captured bytes of type tid, as
         output.Formatter shows it (text: without the final newline, nested lines
@@ -476,7 +365,7 @@ class _Layout:
                 head = "%s%s%06d " + _pct(terminal_text(fp.name)) + "("
                 args = ["h", "SEC[1]", "d // 1000"]
             fmt_str = head + (self.line(slots, args) if fmt == "line" else self.text(slots, args))
-            fmt_str += self.suffix(code, args)
+            fmt_str += suffix(self, code, args)
         fmt_, names = _unpacker(self.reads)
         code[:0] = [f"if size < {ev.size}: short({fp.name!r}, size, {ev.size})",
                     f"{', '.join(names)}, = {self.const(struct.Struct(fmt_), 'S')}.unpack_from(b, o)"]
@@ -534,13 +423,13 @@ class _Layout:
         if ev.kind != ENTRY:
             fmt_str += ',"duration_ns":%s'
             args.append(f"(str(dur) if dur != {NO_DURATION} else 'null')")
-        errnos = self.errno_json()
+        errnos = errno_json(self)
         if errnos is not None:
             fmt_str += "%s"
             args.append(errnos)
         noted = [(s.value.name, note) for s, _, _, note in slots if note is not None]
         if ev.kstack >= 0:
-            code.append(f"ks, ksn = {self.const(self.kstack_fn(), 'KS')}(b, o)")
+            code.append(f"ks, ksn = {self.const(kstack_fn(self), 'KS')}(b, o)")
             fmt_str += ',"kstack":%s'
             args.append("ks or 'null'")
             noted.append(("kstack", "ksn"))
@@ -570,7 +459,7 @@ class FastFormatter:
                    "SEC": [0, ""], "new_second": self._new_second, "json_dumps": json_dumps,
                    "cannot_read": cannot_read, "short": self._short,
                    "WSEC": [0, ""], "new_wall_second": self._new_wall_second,
-                   "PREV": [None], "delta_text": delta_text, "ESFX": _ERRNO_SUFFIX}
+                   "PREV": [None], "delta_text": delta_text, "ESFX": ERRNO_SUFFIX}
         if self.formatter.time == "wall":
             self.ns["new_second"] = self._new_wall_text_second
         self._fns = {}  # (func, kind) -> the layout's function, made at its first event
@@ -700,8 +589,5 @@ class FastFormatter:
 
 
 # -2 -> " (-ENOENT)": what follows an int return value in -4095..-1
-_ERRNO_SUFFIX = {n: f" (-{errno_name(n)})" for n in range(-4095, 0)}
-
-
 def cannot_read(name, status):
     return f"cannot read {name}: {_errno(status)}"
