@@ -87,12 +87,15 @@ def _step(raw, state, nxt, ind):
     return out + _closure(raw, nxt, ind) + [f"{ind}{state} = {nxt};"]
 
 
-def _nfa(raw):
+def _nfa(raw, load=lambda i: []):
     """A glob over the 16 comm bytes as an unrolled bit-parallel NFA: the comm
-    matches when bit len(pattern) is set at its NUL (or after all 16 bytes)."""
+    matches when bit len(pattern) is set at its NUL (or after all 16 bytes).
+    ``load(i)``: lines that read the comm's word i, put before its first byte."""
     out = ["\t{", "\t\tu64 s = 1ULL, n = 0;", "\t\tu8 c;", "\t\tint end = 0;"]
     out += _closure(raw, "s", "\t\t")
     for k in range(COMM_LEN):
+        if k % 8 == 0:
+            out += ["\t" + line for line in load(k // 8)]
         out.append(f"\t\tc = ksnoop_comm.c[{k}];")
         out.append("\t\tif (c == 0) end = 1;")
         out.append("\t\tif (!end) {")
@@ -128,7 +131,7 @@ def comm_filter(pattern, comm_off=-1):
         if len(prefix) >= COMM_LEN:
             return ["\treturn 0;"]
         return out + _masked_compare(prefix, load) if prefix else []  # "*": every name
-    return out + load(0) + load(1) + _nfa(raw)
+    return out + _nfa(raw, load)
 
 
 def with_comm_offset(filters, kernel):

@@ -109,6 +109,10 @@ def test_comm_read_from_the_task_one_word_at_a_time():
     assert "bpf_get_current_comm" not in text
     assert text.index("w[0] = ") < text.index("w[0] & ") < text.index("w[1] = ") < text.index("w[1] & ")
     assert comm_filter("*", comm_off=1752) == comm_filter("*") == []
+    # a glob: the second word is read only by an NFA still alive after 8 bytes
+    text = "\n".join(comm_filter("no*such?task", comm_off=1752))
+    assert text.index("w[0] = ") < text.index("c[0]") < text.index("if (!s) return 0") \
+        < text.index("w[1] = ") < text.index("c[8]")
 
 
 def test_comm_offset_from_the_btf():
