@@ -84,7 +84,10 @@ def event_struct(ev):
         field("u64", "kstack", ev.kstack_data, KSTACK_FRAMES, check=False)
     if ev.size > pos:
         lines.append(f"\tu8 _pad{pad}[{ev.size - pos}];")
-    lines.append("} __attribute__((packed));")
+    # aligned(8): every member sits at its natural alignment (wire.py), so stores
+    # are whole words; packed alone makes clang store byte by byte, shifting the
+    # value (the verifier refuses that on a pointer: fentry struct arguments)
+    lines.append("} __attribute__((packed, aligned(8)));")
     for name, offset in asserts:
         lines.append(f"_Static_assert(__builtin_offsetof(struct {ev.c_name}, {name}) == {offset}, "
                      f"\"layout\");")

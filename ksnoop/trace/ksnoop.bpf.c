@@ -10,7 +10,7 @@
 /* Every event starts with this header (ksnoop/layout.py: HEADER_FIELDS). */
 struct ksnoop_hdr {
 ${header_fields}
-} __attribute__((packed));
+} __attribute__((packed, aligned(8)));
 
 ${event_structs}
 
