@@ -321,8 +321,12 @@ def test_closed_pipe_stops_cleanly(run):
     assert len(t.stdout.splitlines()) == 2
     assert "ip_send_skb(skb->len = (unsigned int)84)" in t.stdout
     assert "Traceback" not in t.stderr
-    # two events written; what arrived after the pipe closed is counted, not shown
-    assert re.search(r"ksnoop: 2 events, \d+ lost", t.stderr), t.stderr
+    # output goes to a pipe in batches (one write per poll): head took its two lines
+    # from what was written; what came after the pipe closed is counted lost
+    # (every ip_send_skb call, as the "sk" tracer saw them, is either)
+    m = re.search(r"ksnoop: (\d+) events, (\d+) lost", t.stderr)
+    assert m and int(m.group(1)) >= 2, t.stderr
+    assert int(m.group(1)) + int(m.group(2)) == len(events(run["sk"])), t.stderr
 
 
 def test_everything_detached_afterwards(run):
