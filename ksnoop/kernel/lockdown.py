@@ -55,12 +55,25 @@ def lockdown_mode(path=None, cmdline=None):
 
 
 def load_refusal_hint(log, mode=None):
-    """A one-line explanation of a refused BPF program load that the kernel's
-    configuration explains (confidentiality lockdown), or ""."""
-    mode = lockdown_mode() if mode is None else mode
-    if mode == CONFIDENTIALITY or _READ_REFUSED.search(log) or "lockdown" in log.lower():
+    """A one-line explanation of a refused BPF program load under
+    confidentiality lockdown, or "".  Where the verifier's log shows
+    lockdown's hand (a kernel-read helper withheld), lockdown is the
+    explanation; under confidentiality lockdown a refusal for another reason
+    gets the verifier's last words too (no fallback to kprobes can help)."""
+    if _READ_REFUSED.search(log) or "lockdown" in log.lower():
         return CONFIDENTIALITY_HINT
-    return ""
+    mode = lockdown_mode() if mode is None else mode
+    if mode != CONFIDENTIALITY:
+        return ""
+    said = _last_words(log)
+    return CONFIDENTIALITY_HINT + (f"; the verifier said: {said}" if said else "")
+
+
+def _last_words(log):
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    while lines and lines[-1].startswith(("processed ", "verification time", "stack depth")):
+        lines.pop()
+    return lines[-1] if lines else ""
 
 
 def kprobes_refused(mode=None):

@@ -32,7 +32,8 @@ def test_without_securityfs_the_command_line_says(tmp_path):
 
 
 def test_refusals_explained_only_by_lockdown():
-    assert "confidentiality" in load_refusal_hint("R1 invalid mem access", mode="confidentiality")
+    hint = load_refusal_hint("R1 invalid mem access\nprocessed 12 insns\n", mode="confidentiality")
+    assert "confidentiality" in hint and hint.endswith("; the verifier said: R1 invalid mem access")
     assert "lockdown" in load_refusal_hint("Lockdown: ksnoop: use of bpf to read kernel RAM", mode="")
     assert load_refusal_hint("R1 invalid mem access 'scalar'", mode="integrity") == ""
 
@@ -89,8 +90,26 @@ def test_fentry_refused_under_lockdown_has_no_kprobe_fallback(monkeypatch, tmp_p
     _locked(monkeypatch, tmp_path, "confidentiality")
     with pytest.raises(AttachError) as e:
         OwnPrograms().load(p, lambda name: b"")
-    assert str(e.value) == lockdown.CONFIDENTIALITY_HINT and e.value.fentry is None
+    assert str(e.value) == (lockdown.CONFIDENTIALITY_HINT + "; the verifier said: "
+                            "R1 pointer arithmetic with >>= operator prohibited")
+    assert e.value.fentry is None
     _locked(monkeypatch, tmp_path, "none")  # elsewhere: the verifier's words, and auto's fallback
     with pytest.raises(AttachError) as e:
         OwnPrograms().load(p, lambda name: b"")
     assert "pointer arithmetic" in str(e.value) and e.value.fentry == "ip_send_skb"
+
+
+def test_fentry_refused_for_a_kernel_read_is_lockdown_alone(monkeypatch, tmp_path):
+    from ksnoop.errors import AttachError
+    from ksnoop.kernel import bpfsys
+    from ksnoop.trace.links import Fentry, OwnPrograms
+
+    def refuse(*a, **k):
+        raise bpfsys.BPFError(22, "loading", log="12: (85) call bpf_probe_read_kernel#113\n"
+                              "program of this type cannot use helper bpf_probe_read_kernel#113\n")
+
+    monkeypatch.setattr(bpfsys, "prog_load", refuse)
+    _locked(monkeypatch, tmp_path, "none")  # even where the mode cannot be read
+    with pytest.raises(AttachError) as e:
+        OwnPrograms().load(Fentry("ip_send_skb", 1234, entry_fn="e"), lambda name: b"")
+    assert str(e.value) == lockdown.CONFIDENTIALITY_HINT and e.value.fentry is None
