@@ -19,6 +19,7 @@ import tempfile
 import time
 
 import pytest
+from guestbed import skip_reason
 from workload import UDP_PAYLOAD, ksnoop, send_udp, wait_ready
 
 DATAGRAMS = 2000
@@ -33,19 +34,6 @@ PAIRS = [(f"count{SUFFIX[b]}", f"trace{SUFFIX[b]}") for b in BACKENDS]
 COSTS = tuple(name for pair in PAIRS for name in pair)  # programs timed by the kernel
 
 
-def _why_not():
-    """Skip outside the VM test bed (no root, or no kprobes as on the host);
-    inside it (KSNOOP_VM=1) the test bed must attach kprobes, or fail."""
-    if os.geteuid() != 0:
-        return "needs root"
-    from ksnoop.kernel.features import kprobes_available
-
-    ok, why = kprobes_available()
-    if ok:
-        return None
-    if os.environ.get("KSNOOP_VM") == "1":
-        pytest.fail(f"the VM test bed cannot attach kprobes: {why}", pytrace=False)
-    return f"cannot attach kprobes here (the guest tier runs in the VM test bed: make guest): {why}"
 
 
 def _prog_ids(pid):
@@ -76,7 +64,7 @@ def _run_stats(ids):
 
 @pytest.fixture(scope="module")
 def run():
-    why = _why_not()
+    why = skip_reason()
     if why:
         pytest.skip(why)
     work = tempfile.mkdtemp(prefix="ksnoop-agg-guest-")

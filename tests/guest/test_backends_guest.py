@@ -19,6 +19,7 @@ import tempfile
 import time
 
 import pytest
+from guestbed import skip_reason
 from workload import KSNOOP, UDP_PAYLOAD, ksnoop, send_udp, wait_ready
 
 PAGE = mmap.PAGESIZE
@@ -28,17 +29,6 @@ MMAP_SPEC = "do_mmap(pgoff, len, file->f_inode->i_ino, populate, return)"
 WILD_SPEC = "*p_send_skb(skb->len)"  # ip_send_skb and udp_send_skb
 
 
-def _why_not():
-    if os.geteuid() != 0:
-        return "needs root"
-    from ksnoop.kernel.features import kprobes_available
-
-    ok, why = kprobes_available()
-    if ok:
-        return None
-    if os.environ.get("KSNOOP_VM") == "1":
-        pytest.fail(f"the VM test bed cannot attach kprobes: {why}", pytrace=False)
-    return f"cannot attach kprobes here (the guest tier runs in the VM test bed): {why}"
 
 
 def _fentry_do_mmap():
@@ -89,7 +79,7 @@ def link_types(pid):
 
 @pytest.fixture(scope="module")
 def bed():
-    why = _why_not()
+    why = skip_reason()
     if why:
         pytest.skip(why)
     work = tempfile.mkdtemp(prefix="ksnoop-backends-")

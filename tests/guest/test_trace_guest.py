@@ -19,6 +19,7 @@ import sys
 import tempfile
 
 import pytest
+from guestbed import skip_reason
 from workload import (
     KSNOOP,
     UDP_PAYLOAD,
@@ -36,21 +37,6 @@ DATAGRAMS = 5
 MISSING = "/nonexistent/ksnoop-test-file"
 
 
-def _why_not():
-    """Why the guest tier cannot run here: a skip outside the VM test bed
-    (without root, or a kernel without kprobes, as on the host), a failure
-    inside it (tests/vm/run.sh sets KSNOOP_VM=1): the test bed's kernel
-    must attach kprobes, or nothing here proves anything."""
-    if os.geteuid() != 0:
-        return "needs root"
-    from ksnoop.kernel.features import kprobes_available
-
-    ok, why = kprobes_available()
-    if ok:
-        return None
-    if os.environ.get("KSNOOP_VM") == "1":
-        pytest.fail(f"the VM test bed cannot attach kprobes: {why}", pytrace=False)
-    return f"cannot attach kprobes here (the guest tier runs in the VM test bed: make guest): {why}"
 
 
 class Run(dict):
@@ -69,7 +55,7 @@ BACKENDS = tuple(os.environ.get("KSNOOP_GUEST_BACKENDS", "auto,kprobe").split(",
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def run(request):
-    why = _why_not()
+    why = skip_reason()
     if why:
         pytest.skip(why)
     os.environ["KSNOOP_BACKEND"] = request.param  # workload.ksnoop() passes it on
