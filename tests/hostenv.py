@@ -33,3 +33,21 @@ def require_bcc():
         return
     pytest.fail(f"BCC's Python module cannot be imported ({why}): install Debian's python3-bpfcc "
                 "and make the venv with --system-site-packages (make setup)", pytrace=False)
+
+
+def syscall_loop(tmp_path_factory):
+    """tests/workload/syscall_loop.c built for this module (``loop`` fixtures):
+    skips where raw tracepoints cannot be loaded; x86-64 only (it counts on
+    getppid being syscall 110)."""
+    import subprocess
+
+    reason = bpf_skip_reason("raw tracepoints")
+    if reason:
+        pytest.skip(reason)
+    if os.uname().machine != "x86_64":
+        pytest.fail("the workload's syscall number (getppid = 110) is x86_64's")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    exe = tmp_path_factory.mktemp("workload") / "syscall_loop"
+    subprocess.run(["gcc", "-O2", "-o", str(exe), os.path.join(root, "tests/workload/syscall_loop.c")],
+                   check=True)
+    return str(exe)

@@ -20,7 +20,7 @@ import tempfile
 import time
 
 import pytest
-from hostenv import bpf_skip_reason
+from hostenv import syscall_loop
 
 pytestmark = pytest.mark.host
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -31,15 +31,7 @@ CALLS = 2_000_000
 
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory):
-    reason = bpf_skip_reason("raw tracepoints")
-    if reason:
-        pytest.skip(reason)
-    if os.uname().machine != "x86_64":
-        pytest.fail("the workload's syscall number (getppid = 110) is x86_64's")
-    exe = tmp_path_factory.mktemp("workload") / "syscall_loop"
-    subprocess.run(["gcc", "-O2", "-o", str(exe), os.path.join(ROOT, "tests/workload/syscall_loop.c")],
-                   check=True)
-    return str(exe)
+    return syscall_loop(tmp_path_factory)
 
 
 def ksnoop_proc(argv, stdout=subprocess.PIPE):

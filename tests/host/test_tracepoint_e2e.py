@@ -17,7 +17,7 @@ import sys
 import time
 
 import pytest
-from hostenv import bpf_skip_reason
+from hostenv import syscall_loop
 
 pytestmark = pytest.mark.host
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -27,15 +27,7 @@ SPEC = f"tp:sys_enter(id == {GETPPID}, regs->di)"
 
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory):
-    reason = bpf_skip_reason("raw tracepoints")
-    if reason:
-        pytest.skip(reason)
-    if os.uname().machine != "x86_64":
-        pytest.fail("the workload's syscall number (getppid = 110) is x86_64's")
-    exe = tmp_path_factory.mktemp("workload") / "syscall_loop"
-    subprocess.run(["gcc", "-O2", "-o", str(exe), os.path.join(ROOT, "tests/workload/syscall_loop.c")],
-                   check=True)
-    return str(exe)
+    return syscall_loop(tmp_path_factory)
 
 
 def loaded_prog_ids():
