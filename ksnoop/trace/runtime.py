@@ -49,10 +49,8 @@ stay in the ring buffer for ``drain()``.
 import contextlib
 import ctypes as ct
 import os
-import re
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -68,9 +66,11 @@ from ..kernel.features import (
     ringbuf_supported,
 )
 from ..kernel.lockdown import load_refusal_hint
+from .buildlog import captured_stderr, compile_reason, first_error, scoped_env, verifier_reason
 from .codegen import MULTI_PROGS
 from .links import Fentry, MultiKprobe, OwnPrograms
 from .multigen import RECIPES
+from .prelude import PERF, RINGBUF, prelude
 
 try:  # Debian's python3-bpfcc; absent on machines that only run unit tests
     import bcc
@@ -78,8 +78,6 @@ try:  # Debian's python3-bpfcc; absent on machines that only run unit tests
 except ImportError:  # pragma: no cover - depends on the machine
     bcc = BPF = None
 
-RINGBUF = "ringbuf"
-PERF = "perf"
 _DEBUG_PREPROCESSOR = 0x4
 
 
@@ -127,119 +125,11 @@ def default_maxactive():
     return min(4096, max(64, 4 * (os.cpu_count() or 1)))
 
 
-# ------------------------------------------------------------------ prelude
-def prelude(buffer, pages, ncpus=1):
-    """The C prepended to generated code: buffer map, lost counter, KSNOOP_OUTPUT.
-
-    ``pages``: the whole ring buffer (ring buffer) or the pages per CPU (perf)."""
-    if buffer == RINGBUF:
-        decl = f"BPF_RINGBUF_OUTPUT(events, {pages});"
-        # Waking the reader costs more than the whole probe (an irq_work per
-        # event), so each CPU counts the bytes it wrote since its last wakeup
-        # (ksnoop_unread, per CPU) and wakes the reader only after a quarter of
-        # its share of the ring (ring / CPUs); poll() drains the rest every
-        # poll interval.  All CPUs together thus leave at most a quarter of
-        # the ring unannounced.
-        wake = max(pages * 4096 // (4 * max(ncpus, 1)), 512)
-        send = ("u64 flags = BPF_RB_NO_WAKEUP;\n"
-                "\tint idx = 0;\n"
-                "\tu64 *unread = ksnoop_unread.lookup(&idx);\n"
-                "\tif (unread) {\n"
-                "\t\t*unread += size;\n"
-                f"\t\tif (*unread >= {wake}) {{\n"
-                "\t\t\tflags = BPF_RB_FORCE_WAKEUP;\n"
-                "\t\t\t*unread = 0;\n"
-                "\t\t}\n\t}\n"
-                "\tint ret = events.ringbuf_output(data, size, flags);\n"
-                "\tif (ret) {\n\t\tint zero = 0;\n"
-                "\t\tu64 *n = ksnoop_lost.lookup(&zero);\n"
-                "\t\tif (n)\n\t\t\t*n += 1;\n\t}\n\treturn ret;")
-    else:
-        decl = "BPF_PERF_OUTPUT(events);"
-        send = "return events.perf_submit(ctx, data, size);  /* losses: perf lost records */"
-    return (
-        "/* ksnoop runtime prelude */\n"
-        f"#define KSNOOP_BUFFER_RINGBUF {1 if buffer == RINGBUF else 0}\n"
-        f"{decl}\n"
-        "BPF_PERCPU_ARRAY(ksnoop_lost, u64, 1);\n"
-        "BPF_PERCPU_ARRAY(ksnoop_unread, u64, 1);\n"
-        "static inline __attribute__((always_inline))\n"
-        "int ksnoop_output(void *ctx, void *data, u32 size)\n"
-        f"{{\n\t{send}\n}}\n"
-        "#define KSNOOP_OUTPUT(ctx, data, size) "
-        "ksnoop_output((void *)(ctx), (void *)(data), (size))\n"
-        "/* end of prelude */\n\n"
-    )
-
-
 def _pow2_at_least(n):
     p = 1
     while p < n:
         p <<= 1
     return p
-
-
-@contextlib.contextmanager
-def _captured_stderr(enabled=True):
-    """Collect what C code writes to fd 2 (BCC prints clang/verifier errors there)."""
-    box = [""]
-    if not enabled:
-        yield box
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield box
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            box[0] = tmp.read().decode("utf-8", "replace")
-
-
-@contextlib.contextmanager
-def _env(**values):
-    old = {k: os.environ.get(k) for k in values}
-    try:
-        for k, v in values.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _first_error(text, default):
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    for ln in lines:
-        if "error:" in ln:
-            return ln
-    return lines[-1] if lines else default
-
-
-def _verifier_reason(log):
-    """The verifier's complaint: the last line before its statistics."""
-    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
-    while lines and lines[-1].startswith(("processed ", "verification time", "stack depth")):
-        lines.pop()
-    return lines[-1] if lines else ""
-
-
-def _compile_reason(text, prelude_lines):
-    """The first clang error, with the line number counted in the caller's C."""
-    line = _first_error(text, "see --debug output")
-    m = re.match(r"/virtual/main\.c:(\d+):(\d+): (.*)", line)
-    if m and int(m.group(1)) > prelude_lines:
-        return f"line {int(m.group(1)) - prelude_lines}:{m.group(2)}: {m.group(3)}"
-    return line
 
 
 # ------------------------------------------------------------------ session
@@ -319,14 +209,14 @@ class Session:
             self.debug, bool) else (_DEBUG_PREPROCESSOR if self.debug else 0)
         if self.debug:
             self.log(f"ksnoop: BCC_KERNEL_SOURCE={kdir}\n{text}")
-        with _env(BCC_KERNEL_SOURCE=kdir, ARCH=None), \
-                _captured_stderr(not self.debug) as err:
+        with scoped_env(BCC_KERNEL_SOURCE=kdir, ARCH=None), \
+                captured_stderr(not self.debug) as err:
             try:
                 self._bpf = BPF(text=text.encode(), debug=flags)
             except Exception:  # BCC raises bare Exception for compile failures
                 self._bpf = None
         if self._bpf is None:
-            exc = AttachError("BPF compile failed: " + _compile_reason(
+            exc = AttachError("BPF compile failed: " + compile_reason(
                 err[0], self.prelude_lines))
             exc.details = err[0]
             raise exc from None
@@ -351,13 +241,13 @@ class Session:
     def _load(self, name, prog_type):
         if name in self._fns:
             return self._fns[name]
-        with _captured_stderr(not self.debug) as err:
+        with captured_stderr(not self.debug) as err:
             try:
                 fn = self._bpf.load_func(name.encode(), prog_type)
             except Exception as e:  # BCC: bare Exception with errno text
                 fn, why = None, str(e)
         if fn is None:
-            detail = _verifier_reason(err[0]) or why
+            detail = verifier_reason(err[0]) or why
             hint = load_refusal_hint(err[0] + why)
             exc = AttachError(hint or f"kernel rejected BPF program {name}: {detail}")
             exc.details = err[0]
@@ -427,13 +317,13 @@ class Session:
     def _attach_kprobe(self, p, fn_name, retprobe, maxactive):
         fn = self._fns[fn_name]
         ev = self._ev_name(p, retprobe)
-        with _captured_stderr(not self.debug) as err:
+        with captured_stderr(not self.debug) as err:
             fd = bcc.lib.bpf_attach_kprobe(fn.fd, 1 if retprobe else 0, ev.encode(),
                                            p.target.encode(), 0, maxactive)
             errno = ct.get_errno()
         if fd < 0:
             what = "kretprobe" if retprobe else "kprobe"
-            msg = _first_error(err[0], os.strerror(errno) if errno else "")
+            msg = first_error(err[0], os.strerror(errno) if errno else "")
             raise AttachError(f"cannot attach {what} to {p.target}: not traceable "
                               f"(unknown, inlined, or notrace){': ' + msg if msg else ''}")
         self._attached.append(("kprobe", ev, fd))
@@ -445,11 +335,11 @@ class Session:
 
     def _attach_raw_tp(self, p):
         fn = self._fns[p.fn]
-        with _captured_stderr(not self.debug) as err:
+        with captured_stderr(not self.debug) as err:
             fd = bcc.lib.bpf_attach_raw_tracepoint(fn.fd, p.tracepoint.encode())
         if fd < 0:
             raise AttachError(f"cannot attach to raw tracepoint {p.tracepoint}: "
-                              + _first_error(err[0], "unknown tracepoint"))
+                              + first_error(err[0], "unknown tracepoint"))
         self._attached.append(("raw_tp", p.tracepoint, fd))
 
     # -- events
@@ -636,10 +526,10 @@ class Session:
                 if kind == "kprobe":
                     if bcc.lib.bpf_close_perf_event_fd(fd) < 0:
                         errors.append(f"{key}: closing its perf event failed")
-                    with _captured_stderr(not self.debug) as err:
+                    with captured_stderr(not self.debug) as err:
                         failed = bcc.lib.bpf_detach_kprobe(key.encode()) < 0
                     if failed:
-                        errors.append(f"{key}: " + _first_error(err[0], "removing the kprobe failed"))
+                        errors.append(f"{key}: " + first_error(err[0], "removing the kprobe failed"))
                 else:
                     os.close(fd)
             except OSError as e:  # keep detaching the rest
