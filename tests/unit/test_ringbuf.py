@@ -5,7 +5,10 @@ record it saw: records of one size, discarded or busy records of that same
 size, size changes, the consumer position published during a long batch.
 """
 
+import mmap
+import os
 import struct
+import time
 
 from ksnoop.trace.ringbuf import RingReader
 
@@ -26,9 +29,14 @@ class Ring:
 
     def write(self, payload, flags=0):
         rec = struct.pack("<II", len(payload) | flags, 0) + payload
-        for i, byte in enumerate(rec):
-            pos = (self.prod + i) & (self.size - 1)
-            self.data[self.page + pos] = self.data[self.page + self.size + pos] = byte
+        pos = self.prod & (self.size - 1)
+        if pos + len(rec) <= self.size:
+            for base in (self.page, self.page + self.size):
+                self.data[base + pos:base + pos + len(rec)] = rec
+        else:
+            for i, byte in enumerate(rec):
+                pos = (self.prod + i) & (self.size - 1)
+                self.data[self.page + pos] = self.data[self.page + self.size + pos] = byte
         at = self.prod
         self.prod += (len(payload) + 15) & ~7
         struct.pack_into("<Q", self.data, 0, self.prod)
@@ -43,7 +51,7 @@ class Ring:
 
     @property
     def consumer(self):
-        return struct.unpack_from("<Q", self.cons)[0]
+        return struct.unpack_from("<Q", self.reader._cons)[0]
 
 
 def collect(got):
@@ -119,3 +127,45 @@ def test_exception_consumes_its_record_and_resumes_after_it():
         assert ring.reader.consume(collect(rest)) == 1
         assert calls + rest == [bytes([round_, i]) * 10 for i in range(3)]
         assert ring.consumer == ring.prod
+
+
+def test_consumer_position_never_seen_going_back():
+    """The kernel reads the consumer position at any moment: a store that passes
+    through another value (struct.pack_into zeroes its destination first, then
+    writes) shows it a consumer far behind, the ring looks full, and the event
+    being sent is lost.  A second process watches the position, whole, as the
+    kernel would, while the reader stores it once per record."""
+    shared = mmap.mmap(-1, mmap.PAGESIZE)  # shared with the watcher after fork
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the watcher
+        code = 1
+        try:
+            os.close(r)
+            with memoryview(shared) as m, m[:16].cast("Q") as words:
+                last = back = 0
+                while not words[1]:  # until told to stop
+                    now = words[0]
+                    if now < last:
+                        back += 1
+                    last = now
+            os.write(w, b"%d" % back)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    try:
+        ring = Ring(1 << 16, flush=8)  # one store per record
+        ring.reader._cons = shared
+        stores, deadline = 0, time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            for _ in range(64):
+                ring.write(b"x" * 24)
+            stores += ring.reader.consume(lambda b, o, s: None)
+        assert ring.consumer == ring.prod and stores > 10_000
+    finally:
+        struct.pack_into("<Q", shared, 8, 1)
+        seen = os.read(r, 64)
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+    assert status == 0 and seen == b"0", f"the position went back {seen.decode()} times"
