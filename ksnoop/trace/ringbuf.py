@@ -96,11 +96,12 @@ class RingReader:
         start = stored = cons_pos[0]  # the position ``base`` stands for
         limit = start + (self.size if budget is None else budget)
         at = base = page + (start & mask)
-        # Per record, as little arithmetic as Python allows (each operation costs
-        # about as much as the call of ``handle``): offsets in the mapping instead
-        # of ring positions (the records from ``base`` to ``end`` lie one after
-        # the other, the data being mapped twice), the step of the last size seen
-        # kept, and the bytes counted per run of records of one size.
+        # Per record, as little Python as possible (each operation costs about as
+        # much as the call of ``handle``): offsets in the mapping instead of ring
+        # positions (the records from ``base`` to ``end`` lie one after the other,
+        # the data being mapped twice), the step of the last size seen kept, the
+        # headers of a run of records of that size read at once, and the bytes
+        # counted per run.
         n = counted = 0  # records handed over; of them, those in self.bytes already
         seen, step = 0, _HDR
         try:
@@ -118,10 +119,21 @@ class RingReader:
                     while at < part:
                         hdr, = length_of(data, at)
                         if hdr == seen:  # committed, not discarded, as long as the last
-                            o = at + 8
-                            at += step
-                            n += 1
-                            handle(data, o, hdr)
+                            # the headers where the records starting before ``part``
+                            # would be if all had this size, read in one go; used up
+                            # to the first that is not this size, committed (the
+                            # records after it are elsewhere: read again, one by one)
+                            k = (part - at + step - 1) // step
+                            with memoryview(data) as whole, whole[at:at + k * step] as run, \
+                                    run.cast("I") as words:
+                                heads = words[::step >> 2].tolist()
+                            for hdr in heads:
+                                if hdr != seen:
+                                    break
+                                o = at + 8
+                                at += step
+                                n += 1
+                                handle(data, o, hdr)
                         elif hdr < _DISCARD:  # committed, another size
                             self.bytes += seen * (n - counted)
                             counted, seen, step = n, hdr, (hdr + 15) & -8

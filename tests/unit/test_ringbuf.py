@@ -75,6 +75,18 @@ def test_same_size_discarded_and_busy_records_are_not_delivered():
     assert ring.reader.consume(collect(got)) == 2
     assert got[2:] == [b"c" * 12, b"d" * 12] and ring.consumer == ring.prod
     assert (ring.reader.delivered, ring.reader.bytes) == (4, 48)
+    # the same inside one run of same-size records (their headers read at once)
+    ring = Ring(1 << 12, flush=1 << 12)
+    got = []
+    for p in (b"e" * 16, b"f" * 16):
+        ring.write(p)
+    busy = ring.write(b"g" * 16, BUSY)
+    ring.write(b"y" * 16, DISCARD)
+    ring.write(b"h" * 16)
+    assert ring.reader.consume(collect(got)) == 2 and ring.consumer == busy
+    ring.set_flags(busy, 0)
+    assert ring.reader.consume(collect(got)) == 2
+    assert got == [b"e" * 16, b"f" * 16, b"g" * 16, b"h" * 16]
 
 
 def test_size_changes_and_empty_records_count_exactly():
@@ -86,6 +98,21 @@ def test_size_changes_and_empty_records_count_exactly():
     assert ring.reader.consume(collect(got)) == len(sent)
     assert got == sent and ring.consumer == ring.prod
     assert ring.reader.bytes == sum(map(len, sent))
+
+
+def test_records_past_the_producer_are_not_read():
+    """Past the producer position lie the records of the ring's previous lap,
+    with headers that look committed and of the same size: never delivered."""
+    ring = Ring(1 << 12, flush=1 << 12)  # one run of headers covers everything
+    for i in range(20):
+        ring.write(bytes([i]) * 24)
+    struct.pack_into("<Q", ring.data, 0, 5 * 32)  # the producer is at record 5
+    got = []
+    assert ring.reader.consume(collect(got)) == 5
+    assert got == [bytes([i]) * 24 for i in range(5)] and ring.consumer == 5 * 32
+    struct.pack_into("<Q", ring.data, 0, 13 * 32)
+    assert ring.reader.consume(collect(got)) == 8
+    assert got[5:] == [bytes([i]) * 24 for i in range(5, 13)]
 
 
 def test_consumer_position_published_during_a_long_batch():
