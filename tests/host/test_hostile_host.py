@@ -1,8 +1,9 @@
-"""tracefs not mounted (issue 11): ksnoop mounts it where it needs it and can,
-mounts nothing over something else, and traces tracepoints without it.
-
-Each case runs in its own mount namespace (unshare), so the host's mounts are
-left as they are."""
+"""Unusual kernels on the host (issue 11), each in its own mount namespace
+(unshare), so the host's mounts are left as they are: tracefs not mounted
+(ksnoop mounts it where it needs it and can, mounts nothing over something
+else, and traces tracepoints without it); no BTF (one line, exit 1).
+The kernels' own refusals (lockdown, kprobes without tracefs, the JIT off,
+unprivileged users) are tested in the VM test bed: tests/guest/test_hostile_guest.py."""
 
 import os
 import subprocess
@@ -55,3 +56,16 @@ def test_tracepoints_need_no_tracefs():
                      "tp:sys_enter(id)")
     assert p.returncode == 0, p.stderr
     assert len(p.stdout.splitlines()) == 3 and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("args", [("info", "ip_send_skb"), ("trace", "--dry-run", "ip_send_skb"),
+                                  ("trace", "-n", "1", "tp:sys_enter(id)"),
+                                  ("count", "--duration", "1", "tp:sys_enter")])
+def test_no_btf_is_one_line(args):
+    """/sys/kernel/btf/vmlinux absent (a kernel without CONFIG_DEBUG_INFO_BTF):
+    one line naming the way out (--btf), exit 1."""
+    p = in_namespace("mount -t tmpfs -o ro,size=4k none /sys/kernel/btf",
+                     sys.executable, "-m", "ksnoop", *args)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no BTF" in lines[0] and "--btf FILE" in lines[0], p.stderr
