@@ -238,8 +238,12 @@ class _Show:
             if not tid:
                 break
             t = cache.type(tid)
-            while t is not None and t.kind in _MODIFIERS and t.kind != Kind.TYPEDEF:
+            for _ in range(MAX_ITER):  # bounded: crafted BTF may loop its qualifiers
+                if t is None or t.kind not in _MODIFIERS or t.kind == Kind.TYPEDEF:
+                    break
                 t = cache.type(t.type)
+            else:
+                return ("", "")
             if t is None:
                 return ("", "")
         else:

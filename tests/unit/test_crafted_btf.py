@@ -482,3 +482,33 @@ def test_info_on_overlapping_members_passed_on_the_stack(tmp_path):
     code, out, err, _ = timed_cli(["info", "--btf", f, "fn"])
     assert code == 0, err
     assert out.decode().startswith("int fn(int a0, int a1, int a2, int a3, int a4, int a5, union u7 v")
+
+
+def pointer_to_a_qualifier_loop():
+    """A pointer to const -> volatile -> const...: the loop sits behind a
+    pointer, so no value contains it; only the pointer's name walks it (found
+    by test_fuzz_btf.py, seed 2774580480: the kernel style ran forever)."""
+    w = BTFWriter()
+    w.int("int", 4, signed=True)
+    c = w.next_id
+    w.const(c + 1)
+    w.volatile(c)
+    p = w.ptr(c)
+    w.typedef("p", p)
+    w.struct("s", 8, [("q", p, 0)])
+    return w.build()
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("type_name_", ["p", "struct s"])
+def test_pointer_to_a_qualifier_loop_is_bounded(tmp_path, style, type_name_):
+    f = tmp_path / "crafted.btf"
+    f.write_bytes(pointer_to_a_qualifier_loop())
+    data = tmp_path / "data"
+    data.write_bytes(bytes(range(1, 9)))
+    code, out, err, took = timed_cli(["render", "--btf", f, type_name_, data, "-f", style])
+    assert took < DEADLINE
+    if code:
+        assert_one_error_line(code, err)
+    else:
+        assert out and "Traceback" not in err
