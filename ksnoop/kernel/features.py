@@ -71,6 +71,36 @@ def privilege_problem(caps=None):
             f"{' and '.join(missing)}): run as root or grant both")
 
 
+_PERF_PARANOID = "/proc/sys/kernel/perf_event_paranoid"
+
+
+def kprobe_refusal_hint(errno, caps=None, paranoid=None):
+    """Why the kernel refused this process a kprobe, in one line, or "".
+
+    Kprobes attach through perf_event_open (as do perf buffers), which
+    kernels carrying the ``perf_event_paranoid=3`` patch (Debian's, Ubuntu's)
+    allow at level 3 only to CAP_SYS_ADMIN: CAP_PERFMON is not enough there.
+    (Mainline treats 3 as 2; a refusal is what tells them apart.)"""
+    import errno as E
+
+    if errno not in (E.EACCES, E.EPERM):
+        return ""
+    caps = _capabilities() if caps is None else caps
+    if caps >> _CAP_SYS_ADMIN & 1:
+        return ""
+    if paranoid is None:
+        try:
+            with open(_PERF_PARANOID) as f:
+                paranoid = int(f.read())
+        except (OSError, ValueError):
+            return ""
+    if paranoid <= 2:
+        return ""
+    return (f"permission denied: kernel.perf_event_paranoid is {paranoid}, which allows "
+            f"perf_event_open (through which kprobes attach) only with CAP_SYS_ADMIN; "
+            f"run as root, or trace by fentry (--backend fentry)")
+
+
 def ensure_tracefs():
     """Path of a mounted tracefs, mounting it at /sys/kernel/tracing if needed
     (and possible: as root, where nothing is mounted there yet), else None.

@@ -61,6 +61,7 @@ from ..kernel import headers as kheaders
 from ..kernel.features import (
     ensure_tracefs,
     kprobe_misses,
+    kprobe_refusal_hint,
     kprobes_available,
     privilege_problem,
     ringbuf_supported,
@@ -323,6 +324,9 @@ class Session:
             errno = ct.get_errno()
         if fd < 0:
             what = "kretprobe" if retprobe else "kprobe"
+            refused = kprobe_refusal_hint(errno)  # the kernel's policy, not the function
+            if refused:
+                raise AttachError(f"cannot attach {what} to {p.target}: {refused}")
             msg = first_error(err[0], os.strerror(errno) if errno else "")
             raise AttachError(f"cannot attach {what} to {p.target}: not traceable "
                               f"(unknown, inlined, or notrace){': ' + msg if msg else ''}")

@@ -113,3 +113,20 @@ def test_fentry_refused_for_a_kernel_read_is_lockdown_alone(monkeypatch, tmp_pat
     with pytest.raises(AttachError) as e:
         OwnPrograms().load(Fentry("ip_send_skb", 1234, entry_fn="e"), lambda name: b"")
     assert str(e.value) == lockdown.CONFIDENTIALITY_HINT and e.value.fentry is None
+
+
+def test_kprobes_refused_by_perf_event_paranoid_3_say_so():
+    """Debian's kernels (kernel.perf_event_paranoid=3 and its patch): a user
+    with CAP_BPF and CAP_PERFMON gets EACCES for a kprobe (seen in the 6.12
+    guest), which ksnoop called "not traceable (unknown, inlined, or notrace)"."""
+    import errno
+
+    from ksnoop.kernel.features import kprobe_refusal_hint
+
+    bpf_perfmon = 1 << 39 | 1 << 38
+    hint = kprobe_refusal_hint(errno.EACCES, caps=bpf_perfmon, paranoid=3)
+    assert "perf_event_paranoid is 3" in hint and "CAP_SYS_ADMIN" in hint and "\n" not in hint
+    assert kprobe_refusal_hint(errno.EPERM, caps=bpf_perfmon, paranoid=3) == hint
+    assert kprobe_refusal_hint(errno.EACCES, caps=bpf_perfmon, paranoid=2) == ""
+    assert kprobe_refusal_hint(errno.EACCES, caps=bpf_perfmon | 1 << 21, paranoid=3) == ""
+    assert kprobe_refusal_hint(errno.ENOENT, caps=bpf_perfmon, paranoid=3) == ""
