@@ -75,6 +75,15 @@ class OutputCounter(threading.Thread):
         os.close(self.fd)
 
 
+def loadavg():
+    """The 1-minute load average (other work competing for the CPUs)."""
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError):
+        return 0.0
+
+
 def cpu_seconds(pid):
     """User + system CPU time of process ``pid`` so far, in seconds."""
     try:
@@ -117,13 +126,14 @@ def soak(seconds, rate, fmt="json", sample=10.0, max_growth=0.10, pages=None, lo
         t0, cpu0 = time.monotonic(), cpu_seconds(ks.pid)
         work.stdin.write("\n")
         work.stdin.flush()
-        samples = []
+        samples, loads = [], []
         step = min(sample, max(0.5, seconds / 20))
         while work.poll() is None:
             time.sleep(step)
             t, rss = time.monotonic() - t0, rss_kib(ks.pid)
             samples.append((t, rss))
-            log(f"{t:7.1f} s  rss {rss / 1024:7.1f} MiB  printed {counter.count}")
+            loads.append(loadavg())
+            log(f"{t:7.1f} s  rss {rss / 1024:7.1f} MiB  printed {counter.count}  load {loads[-1]:.2f}")
         made, took = work.stdout.read().split()[:2]
         made, took = int(made), float(took)
         time.sleep(1.0)  # let the consumer catch up before stopping
@@ -153,6 +163,7 @@ def soak(seconds, rate, fmt="json", sample=10.0, max_growth=0.10, pages=None, lo
            "took_s": round(took, 3), "events": events, "printed": counter.count, "lost": lost,
            "warmup_s": warmup, "rss_warmup_kib": base, "rss_peak_kib": peak,
            "rss_end_kib": end_rss, "growth": round(growth, 4), "ksnoop_cpu": round(cpu, 3),
+           "load_max": max(loads, default=0.0),
            "samples": [(round(t, 1), rss) for t, rss in samples]}
     failures = []
     if lost:
@@ -191,7 +202,8 @@ def main():
         with open(args.result, "w") as f:
             json.dump(res, f, indent=1)
     print(f"\n{res['made']} calls in {res['took_s']:.1f} s ({res['made'] / res['took_s']:,.0f}/s), "
-          f"format {res['format']}; ksnoop used {res['ksnoop_cpu']:.0%} of a CPU")
+          f"format {res['format']}, -P {res['pages'] or 'default'}; ksnoop used "
+          f"{res['ksnoop_cpu']:.0%} of a CPU; load average up to {res['load_max']:.2f}")
     print(f"events {res['events']}, printed {res['printed']}, lost {res['lost']}; "
           f"RSS after warm-up ({res['warmup_s']:.0f} s) {res['rss_warmup_kib'] / 1024:.1f} MiB, "
           f"peak after it {res['rss_peak_kib'] / 1024:.1f} MiB, "
