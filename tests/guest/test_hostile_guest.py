@@ -179,7 +179,7 @@ if LOCKDOWN:
         j = "-o", "json"
         return _drive({t.name: t for t in [
             _ks("info", work, "info", "ip_send_skb", "tp:sys_enter", ready=None),
-            # auto: fentry refused by the verifier (no pointer may leak), kprobes by lockdown
+            # the structs behind its arguments need bpf_probe_read_kernel: withheld
             _ks("function", work, "trace", *d, "ip_send_skb"),
             _ks("tp_deref", work, "trace", *d, "tp:sys_enter(id, regs->di)"),
             # what lockdown leaves: values the program is given, not read from memory
