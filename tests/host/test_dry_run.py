@@ -70,9 +70,10 @@ CASES = [
     ("ip_send_skb(skb->pkt_type, skb->cloned)",
      ["  entry  skb->pkt_type: __u8 (scalar)", "  entry  skb->cloned: __u8 (scalar)"], 1),
     ("ZSTD_CCtx_setFParams(fparams)", ["  entry  fparams: ZSTD_frameParameters (regs)"], 1),
-    ("current_time(return)", ["  return return: struct timespec64 (regs)"], 1),
-    ("alloc_skb_with_frags(return)", ["  return return: struct sk_buff * (deref, "], 1),
-    ("vfs_read(return)", ["  return return: ssize_t (scalar)"], 1),
+    # a traced return has an entry program too: it keeps the entry time (durations)
+    ("current_time(return)", ["  return return: struct timespec64 (regs)"], 2),
+    ("alloc_skb_with_frags(return)", ["  return return: struct sk_buff * (deref, "], 2),
+    ("vfs_read(return)", ["  return return: ssize_t (scalar)"], 2),
     # every operator, signed and unsigned, at entry and at return
     ("ip_send_skb(skb->len == 84, skb->len != 1, skb->len > 2, skb->len >= 3, "
      "skb->len < 100000, skb->len <= 99999)",
@@ -81,9 +82,9 @@ CASES = [
     ("do_sys_openat2(dfd == -100, dfd != 0, dfd < 0, dfd <= -1, dfd > -200, dfd >= -100)",
      ["  entry  dfd: int (scalar) if == -100 and != 0 and < 0 and <= -1 and > -200 and >= -100"],
      1),
-    ("ip_send_skb(return < 0)", ["  return return: int (scalar) if < 0"], 1),
+    ("ip_send_skb(return < 0)", ["  return return: int (scalar) if < 0"], 2),
     ("vfs_read(count >= 0xffffffffffffffff)", ["if >= 18446744073709551615"], 1),
-    ("vfs_read(return == -9223372036854775808)", ["if == -9223372036854775808"], 1),
+    ("vfs_read(return == -9223372036854775808)", ["if == -9223372036854775808"], 2),
     ("ip_send_skb(skb->pkt_type == 7)", ["  entry  skb->pkt_type: __u8 (scalar) if == 7"], 1),
     ("ip_send_skb(skb != 0, skb->dev != 0, skb)", ["if != 0"], 1),
     # stash: predicates with values on both sides
