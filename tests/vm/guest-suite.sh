@@ -60,5 +60,10 @@ case "$(uname -r)" in
     6.1.*) export KSNOOP_GUEST_BACKENDS="${KSNOOP_GUEST_BACKENDS:-auto}" ;;
     *) export KSNOOP_GUEST_BACKENDS="${KSNOOP_GUEST_BACKENDS:-kprobe}" ;;
 esac
-tier guest "$ROOT/tests/guest" "$@"; GUEST=$?
+# The questions of issue 9 (tests/guest/test_questions_guest.py: conditions,
+# strings, filters, latency, stacks on real traffic) run on request only,
+# KSNOOP_GUEST_QUESTIONS=1: with them the CI run is over its time budget.
+SKIP=()
+[ "${KSNOOP_GUEST_QUESTIONS:-0}" = 1 ] || SKIP=(--ignore "$ROOT/tests/guest/test_questions_guest.py")
+tier guest "$ROOT/tests/guest" "${SKIP[@]}" "$@"; GUEST=$?
 [ "$UNIT" -eq 0 ] && [ "$GUEST" -eq 0 ]
