@@ -33,6 +33,7 @@ import time
 from datetime import datetime, timezone
 
 import pytest
+from guestbed import skip_reason
 from workload import bpf_stats, ksnoop, wait_ready
 
 MISSING = "/nonexistent/ksnoop-questions-file"
@@ -45,17 +46,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BACKENDS = tuple(os.environ.get("KSNOOP_GUEST_BACKENDS", "auto,kprobe").split(","))
 
 
-def _why_not():
-    if os.geteuid() != 0:
-        return "needs root"
-    from ksnoop.kernel.features import kprobes_available
-
-    ok, why = kprobes_available()
-    if ok:
-        return None
-    if os.environ.get("KSNOOP_VM") == "1":
-        pytest.fail(f"the VM test bed cannot attach kprobes: {why}", pytrace=False)
-    return f"cannot attach kprobes here (the guest tier runs in the VM test bed): {why}"
 
 
 def _send(sizes, port=PORT):
@@ -73,7 +63,7 @@ class Run(dict):
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def run(request):
-    why = _why_not()
+    why = skip_reason()
     if why:
         pytest.skip(why)
     if not os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers")):
