@@ -30,6 +30,7 @@ from .aggregate import (
 from .codegen import Machine
 from .filters import with_comm_offset
 from .job import attach_points, describe_targets
+from .outpipe import ReaderWatch, reader_gone_error
 from .plan import Filters
 
 SESSION_PAGES = 1  # the runtime's event buffer, unused: no event leaves the kernel
@@ -170,12 +171,15 @@ class Aggregator:
             last = ({}, 0)
             index = 0
             deadline = start + self.duration if self.duration else None
+            reader = ReaderWatch(self.out)
             try:
                 while True:
                     now = time.monotonic()
                     due = last_t + self.interval if self.interval else None
                     wake = min(t for t in (due, deadline, now + 0.1) if t is not None)
                     s.poll(max(1, int((wake - now) * 1000)))
+                    if reader.gone():
+                        raise reader_gone_error()  # no report can be read any more
                     now = time.monotonic()
                     if deadline and now >= deadline:
                         break

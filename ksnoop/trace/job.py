@@ -9,6 +9,7 @@ from ..errors import KsnoopError, Terminated, UsageError
 from .codegen import Machine, generate
 from .fastout import FastFormatter
 from .filters import with_comm_offset
+from .outpipe import ReaderWatch, reader_gone_error
 from .output import Formatter, describe_plan
 from .plan import FENTRY, TRACEPOINT, Filters
 from .resolve import resolve
@@ -146,6 +147,7 @@ class Tracer:
         self._notes_shown = 0
         self.lost = 0
         self.bad = 0
+        self._discard = False  # the reader is gone: what is still formatted counts as lost
         self.console = None
         if colour and fmt != "json":
             from rich.console import Console
@@ -176,6 +178,10 @@ class Tracer:
             del texts[self.max_events - self.events:]  # past -n: not shown (as ever)
         n = len(texts)
         if not n:
+            return
+        if self._discard:
+            texts.clear()
+            self.lost += n
             return
         try:
             text = "\n".join(texts)
@@ -264,10 +270,14 @@ class Tracer:
                 self._write(header)
             self.out.flush()
             deadline = time.monotonic() + self.duration if self.duration else None
+            reader = ReaderWatch(self.out)
             normal_stop = False
+            broken = None
             try:
                 while True:
                     s.poll(100)  # at most 100 ms: light traffic is printed promptly
+                    if reader.gone():
+                        raise reader_gone_error()
                     self._flush_output()
                     self.out.flush()
                     if self.max_events and self.events >= self.max_events:
@@ -277,6 +287,8 @@ class Tracer:
                 normal_stop = True
             except (KeyboardInterrupt, Terminated):
                 normal_stop = True  # Ctrl-C, SIGTERM, SIGHUP: a normal stop
+            except BrokenPipeError as e:
+                broken = e  # the reader went away: what is still buffered is lost
             finally:
                 try:
                     missed = s.missed_returns()
@@ -285,14 +297,17 @@ class Tracer:
                 # Stop the producers, then print what is still buffered and count
                 # the last losses: printed + lost = everything the programs sent.
                 s.detach()
-                broken = None
-                if normal_stop:
+                if normal_stop or broken is not None:
+                    if broken is not None:
+                        self._discard = True
                     try:
                         s.drain()
                         self._flush_output()
                         self.out.flush()
                     except BrokenPipeError as e:
                         broken = e
+                        self._discard = True
+                        self._flush_output()  # formatted but never written: lost
                 self.summary(missed)
                 if broken is not None:
                     raise broken

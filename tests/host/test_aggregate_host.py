@@ -325,3 +325,22 @@ def test_closed_pipe_ends_quietly(loop):
     assert ks.wait(timeout=60) == 0, err
     assert "Traceback" not in err
     w.work.kill()
+
+
+def test_closed_pipe_without_reports_is_noticed(loop):
+    """No -i: nothing is written until the end, so only watching the pipe
+    tells ksnoop that nobody will read its report."""
+    w = Workload(loop, 10)
+    ks = w.watch("p", "count", "-p", "{pid}", SPEC)
+    wait_started(ks, w.watchers["p"][1])
+    ks.stdout.close()
+    try:
+        ks.wait(timeout=3)
+    except subprocess.TimeoutExpired:
+        ks.kill()
+        pytest.fail("ksnoop kept counting for nobody")
+    finally:
+        w.work.kill()
+    err = ks.stderr.read()
+    assert ks.returncode == 0, err
+    assert "Traceback" not in err

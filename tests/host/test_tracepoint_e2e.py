@@ -186,6 +186,28 @@ def test_closed_pipe_ends_quietly(loop):
     r.work.wait(timeout=60)
 
 
+@pytest.mark.parametrize("calls", [200, 2000])
+def test_closed_pipe_is_noticed_without_traffic_and_every_event_accounted(loop, calls):
+    """The reader goes while nothing is traced: ksnoop ends within a poll or
+    two, not at the next call; what it had read is printed or counted lost.
+    200 lines fit in the pipe (only watching the pipe notices the reader left);
+    2000 do not (a write fails with events still in the ring buffer)."""
+    r = Run(loop, calls, args=("-o", "line"))
+    made = r.go()  # every call is made before the reader goes
+    assert r.ks.stdout.readline()
+    r.ks.stdout.close()
+    try:
+        r.ks.wait(timeout=3)
+    except subprocess.TimeoutExpired:
+        r.ks.kill()
+        pytest.fail("ksnoop waited for traffic to notice its reader was gone")
+    err = r.ks.stderr.read()
+    assert r.ks.returncode == 0, err
+    assert "Traceback" not in err
+    events, lost = summary(err)
+    assert events + lost == made == calls, (events, lost)
+
+
 def test_overload_accounting_is_exact(loop):
     """A one-page-per-CPU ring and a workload as fast as a core goes: events are
     lost, and printed + reported lost = calls made, exactly."""
