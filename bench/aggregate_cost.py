@@ -30,7 +30,6 @@ costs more per call than trace.
 """
 
 import argparse
-import json
 import os
 import re
 import signal
@@ -41,6 +40,10 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+import bpfprogs  # noqa: E402  (tests/bpfprogs.py: a process's BPF programs and their stats)
+
 SPEC = "tp:sys_enter(id == 110)"  # getppid on x86_64
 STATS = "/proc/sys/kernel/bpf_stats_enabled"
 TRACE_SLACK = 0.001  # events the trace may miss (its cost is then measured doing 0.1% less)
@@ -56,25 +59,6 @@ def ksnoop_argv(name, pid):
         "hist": base + ["hist", "-p", pid, "--of", "id", SPEC],
         "idle": base + ["count", "-p", pid, SPEC],
     }[name]
-
-
-def prog_ids(pid):
-    ids = set()
-    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
-        try:
-            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                m = re.search(r"^prog_id:\s*(\d+)", f.read(), re.M)
-        except OSError:
-            continue
-        if m:
-            ids.add(int(m.group(1)))
-    return ids
-
-
-def prog_stats(ids):
-    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, check=True)
-    progs = [p for p in json.loads(out.stdout) if p["id"] in ids]
-    return sum(p.get("run_time_ns", 0) for p in progs), sum(p.get("run_cnt", 0) for p in progs)
 
 
 def one_run(loop, calls, rate, names, workdir):
@@ -100,11 +84,11 @@ def one_run(loop, calls, rate, names, workdir):
                     err.seek(0)
                     sys.exit(f"{name} did not start: {err.read()[-2000:]}")
                 time.sleep(0.2)
-        ids = {name: prog_ids(p.pid) for name, (p, _, _) in procs.items()}
-        before = {name: prog_stats(i) for name, i in ids.items()}
+        ids = {name: bpfprogs.prog_ids(p.pid) for name, (p, _, _) in procs.items()}
+        before = {name: bpfprogs.run_stats(i) for name, i in ids.items()}
         made = int(work.communicate("\n", timeout=600)[0].split()[0])
         time.sleep(0.5)
-        after = {name: prog_stats(i) for name, i in ids.items()}
+        after = {name: bpfprogs.run_stats(i) for name, i in ids.items()}
         # Stop the trace only once it has printed what it can: a stop while its
         # consumer is behind would end it early, and the check would refuse it.
         _, out, _ = procs["trace"]

@@ -34,11 +34,8 @@ cannot be used here.  Under TCG only the ratios mean anything.
 """
 
 import argparse
-import json
 import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,27 +52,6 @@ SPECS = [("len", f"{FUNC}(skb->len)", 0.1),
 TOOLS = ("fentry", "kprobe", "reference")
 ENTRY = {"fentry": "ksnoop_entry_", "kprobe": "ksnoop_entry_", "reference": "kprobe_entry"}
 STATS = "/proc/sys/kernel/bpf_stats_enabled"
-
-
-def progs():
-    out = subprocess.run(["bpftool", "--json", "prog", "show"], check=True,
-                         capture_output=True, text=True).stdout
-    return {p["id"]: p for p in json.loads(out)}
-
-
-def prog_ids(pid):
-    ids = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            if not os.readlink(f"/proc/{pid}/fd/{fd}").startswith("anon_inode:bpf-prog"):
-                continue
-            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                m = re.search(r"^prog_id:\s*(\d+)", f.read(), re.M)
-        except OSError:
-            continue
-        if m:
-            ids.add(int(m.group(1)))
-    return ids
 
 
 def tracer(tool, label, work, spec):
@@ -100,11 +76,11 @@ def one_round(label, spec, work, order, datagrams):
         for tool in order:
             ts[tool].start()
             workload.wait_ready([ts[tool]], timeout=600, settle=1.0)
-        ids = {tool: prog_ids(t.proc.pid) for tool, t in ts.items()}
-        before = progs()
+        ids = {tool: workload.bpfprogs.prog_ids(t.proc.pid) for tool, t in ts.items()}
+        before = workload.bpfprogs.shown()
         paced_udp(datagrams)
         time.sleep(0.5)
-        after = progs()
+        after = workload.bpfprogs.shown()
     finally:
         for t in ts.values():
             t.stop()

@@ -17,7 +17,6 @@ Needs root and gcc.  ``--rounds`` repeats every variant and keeps the median.
 """
 
 import argparse
-import json
 import os
 import signal
 import statistics
@@ -26,25 +25,11 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+import bpfprogs  # noqa: E402  (tests/bpfprogs.py: a process's BPF programs and their stats)
+
 NO_PID = 4194000  # a pid no process has (below PID_MAX_LIMIT)
-
-
-def prog_ids_of(pid):
-    ids = set()
-    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
-        try:
-            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                ids |= {int(line.split()[1]) for line in f if line.startswith("prog_id:")}
-        except OSError:
-            pass
-    return ids
-
-
-def prog_stats(prog_id):
-    out = subprocess.run(["bpftool", "-j", "prog", "show", "id", str(prog_id)],
-                         capture_output=True, text=True, check=True)
-    info = json.loads(out.stdout)
-    return info.get("run_time_ns", 0), info.get("run_cnt", 0)
 
 
 def one(exe, calls, spec, args):
@@ -57,10 +42,11 @@ def one(exe, calls, spec, args):
             break
     else:
         sys.exit(f"ksnoop did not start for {spec} {args}")
-    (prog,) = prog_ids_of(ks.pid)
-    t0, n0 = prog_stats(prog)
+    ids = bpfprogs.prog_ids(ks.pid)
+    assert len(ids) == 1, ids
+    t0, n0 = bpfprogs.run_stats(ids)
     subprocess.run([exe, str(calls), "0"], input="\n", capture_output=True, text=True, check=True)
-    t1, n1 = prog_stats(prog)
+    t1, n1 = bpfprogs.run_stats(ids)
     ks.send_signal(signal.SIGINT)
     ks.communicate(timeout=60)
     return (t1 - t0) / max(n1 - n0, 1), n1 - n0

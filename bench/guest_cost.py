@@ -88,27 +88,6 @@ def bpftool_json(*args):
     return json.loads(out)
 
 
-def progs():
-    return {p["id"]: p for p in bpftool_json("prog", "show")}
-
-
-def prog_ids_of(pid):
-    """IDs of the BPF programs process ``pid`` holds open (from fdinfo)."""
-    ids = set()
-    fd_dir = f"/proc/{pid}/fd"
-    for fd in os.listdir(fd_dir):
-        try:
-            if not os.readlink(os.path.join(fd_dir, fd)).startswith("anon_inode:bpf-prog"):
-                continue
-            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                m = re.search(r"^prog_id:\s*(\d+)", f.read(), re.M)
-        except OSError:
-            continue
-        if m:
-            ids.add(int(m.group(1)))
-    return ids
-
-
 def tool_stats(ids, before, after):
     """{name#id: (runs, ns, xlated bytes)} for the programs ``ids`` between two snapshots."""
     out = {}
@@ -173,7 +152,7 @@ class Tool:
         self.ids = self.rings = None
 
     def found(self):
-        self.ids = prog_ids_of(self.tracer.proc.pid)
+        self.ids = workload.bpfprogs.prog_ids(self.tracer.proc.pid)
         self.rings = rings.rings_of(self.tracer.proc.pid)
 
     def stats(self, before, after):
@@ -197,15 +176,15 @@ def measure_round(label, spec, work, idx, ours_first, datagrams, batch, backend)
         for tool in (ours, ref):
             tool.found()
         heads0 = [rings.heads(t.rings) for t in (ours, ref)]
-        before = progs()
+        before = workload.bpfprogs.shown()
         t1 = time.monotonic()
         paced_udp(datagrams, batch)
         send_s = time.monotonic() - t1
-        after = progs()
+        after = workload.bpfprogs.shown()
         heads1 = [rings.heads(t.rings) for t in (ours, ref)]
         paced_udp(CENSUS, 1)  # one at a time: no tool loses any of these
         time.sleep(0.5)
-        census_after = progs()
+        census_after = workload.bpfprogs.shown()
         heads2 = [rings.heads(t.rings) for t in (ours, ref)]
         censuses = [rings.census(t.rings, h1, h2) for t, h1, h2 in zip((ours, ref), heads1, heads2)]
         ref_btf = None

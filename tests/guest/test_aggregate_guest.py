@@ -13,11 +13,10 @@ scalar event per call, on either backend.
 
 import json
 import os
-import re
-import subprocess
 import tempfile
 import time
 
+import bpfprogs
 import pytest
 from guestbed import skip_reason
 from workload import UDP_PAYLOAD, ksnoop, send_udp, wait_ready
@@ -32,34 +31,6 @@ BACKENDS = tuple(os.environ.get("KSNOOP_GUEST_BACKENDS", "auto,kprobe").split(",
 SUFFIX = {"auto": "", "kprobe": "_kp"}
 PAIRS = [(f"count{SUFFIX[b]}", f"trace{SUFFIX[b]}") for b in BACKENDS]
 COSTS = tuple(name for pair in PAIRS for name in pair)  # programs timed by the kernel
-
-
-
-
-def _prog_ids(pid):
-    ids = set()
-    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
-        try:
-            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                m = re.search(r"^prog_id:\s*(\d+)", f.read(), re.M)
-        except OSError:
-            continue
-        if m:
-            ids.add(int(m.group(1)))
-    return ids
-
-
-def _progs(ids):
-    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, check=True)
-    progs = [p for p in json.loads(out.stdout) if p["id"] in ids]
-    assert len(progs) == len(ids), (ids, out.stdout[:2000])
-    return progs
-
-
-def _run_stats(ids):
-    """(run_time_ns, run_cnt) summed over programs ``ids``."""
-    progs = _progs(ids)
-    return sum(p.get("run_time_ns", 0) for p in progs), sum(p.get("run_cnt", 0) for p in progs)
 
 
 @pytest.fixture(scope="module")
@@ -92,14 +63,14 @@ def run():
         wait_ready(tracers.values())
         with open(STATS, "w") as f:
             f.write("1")
-        ids = {name: _prog_ids(tracers[name].proc.pid) for name in COSTS}
-        before = {name: _run_stats(i) for name, i in ids.items()}
+        ids = {name: bpfprogs.prog_ids(tracers[name].proc.pid) for name in COSTS}
+        before = {name: bpfprogs.run_stats(i) for name, i in ids.items()}
         send_udp(DATAGRAMS)
         time.sleep(2)
-        after = {name: _run_stats(i) for name, i in ids.items()}
+        after = {name: bpfprogs.run_stats(i) for name, i in ids.items()}
         result["cost"] = {name: (after[name][0] - before[name][0], after[name][1] - before[name][1])
                           for name in ids}
-        result["types"] = {name: {p["type"] for p in _progs(i)} for name, i in ids.items()}
+        result["types"] = {name: {p["type"] for p in bpfprogs.programs(i)} for name, i in ids.items()}
     finally:
         with open(STATS, "w") as f:
             f.write(was)

@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 
+import bpfprogs
 import pytest
 from guestbed import skip_reason
 from workload import KSNOOP, UDP_PAYLOAD, ksnoop, send_udp, wait_ready
@@ -61,22 +62,6 @@ def _kprobe_multi():
     return features.kprobe_multi(Kernel())[0]
 
 
-def link_types(pid):
-    """The types of the BPF links process ``pid`` holds (fdinfo's link_type:
-    "tracing" for fentry/fexit, "kprobe_multi"), one per link."""
-    out = []
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:bpf_link":
-                continue
-            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                m = re.search(r"^link_type:\s*(\S+)", f.read(), re.M)
-        except OSError:
-            continue
-        out.append(m.group(1) if m else "?")
-    return sorted(out)
-
-
 @pytest.fixture(scope="module")
 def bed():
     why = skip_reason()
@@ -101,7 +86,7 @@ def bed():
         t.start()
     try:
         wait_ready(tracers.values())
-        bed["links"] = {name: link_types(t.proc.pid) for name, t in tracers.items()}
+        bed["links"] = {name: bpfprogs.link_types(t.proc.pid) for name, t in tracers.items()}
         with open(path, "r+b") as f:
             m = mmap.mmap(f.fileno(), MAP_PAGES * PAGE, offset=MAP_OFFSET_PAGES * PAGE)
             bed["addr"] = ctypes.addressof(ctypes.c_char.from_buffer(m))

@@ -43,6 +43,7 @@ import re
 import tempfile
 import time
 
+import bpfprogs
 import pytest
 from workload import KSNOOP, ROOT, Tracer, send_udp
 
@@ -140,22 +141,6 @@ def _mounts(pid):
     return out
 
 
-def _jited(pid):
-    """prog_jited of every BPF program process ``pid`` holds."""
-    flags = []
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            if not os.readlink(f"/proc/{pid}/fd/{fd}").startswith("anon_inode:bpf-prog"):
-                continue
-            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                m = re.search(r"^prog_jited:\s*(\d+)", f.read(), re.M)
-        except OSError:
-            continue
-        if m:
-            flags.append(int(m.group(1)))
-    return flags
-
-
 def _has(t, *functions):
     """``done`` for _drive: t's JSON output has an event of each function."""
     seen = {e["function"] for e in events(t)}
@@ -246,7 +231,7 @@ elif SERIES in HOSTILE or "all" in HOSTILE:
         def done(t):
             if t.name not in facts and t.name != "nobody" and t.ready():
                 # once attached: its mount namespace, its programs' JIT state
-                facts[t.name] = {"mounts": _mounts(t.proc.pid), "jited": _jited(t.proc.pid)}
+                facts[t.name] = {"mounts": _mounts(t.proc.pid), "jited": bpfprogs.jited(t.proc.pid)}
             return len(events(t)) >= 2
 
         with open(JIT) as f:

@@ -4,9 +4,7 @@ are attached, make the traced functions run, stop them, collect the output.
 Used by tests/guest (inside the VM test bed) and by bench/guest_cost.py.
 """
 
-import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -14,6 +12,10 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests"))  # bpfprogs, also for bench/ scripts
+
+import bpfprogs  # noqa: E402
+
 KSNOOP = [sys.executable, "-m", "ksnoop"]
 REFERENCE = "/usr/sbin/ksnoop"
 UDP_PAYLOAD = 56  # skb->len at ip_send_skb = 56 + 8 (UDP) + 20 (IP) = 84
@@ -57,24 +59,8 @@ class Tracer:
 
     def bpf_programs(self):
         """The BPF programs this tracer's process holds, as `bpftool -j prog
-        show` describes them (name, run_cnt, ...): found by the prog_id lines
-        of the process's own /proc/PID/fdinfo, so tracers running side by
-        side with the same program names are told apart."""
-        ids = set()
-        fd_dir = f"/proc/{self.proc.pid}/fd"
-        for fd in os.listdir(fd_dir):
-            try:
-                if not os.readlink(os.path.join(fd_dir, fd)).startswith("anon_inode:bpf-prog"):
-                    continue
-                with open(f"/proc/{self.proc.pid}/fdinfo/{fd}") as f:
-                    m = re.search(r"^prog_id:\s*(\d+)", f.read(), re.M)
-            except OSError:
-                continue
-            if m:
-                ids.add(int(m.group(1)))
-        shown = subprocess.run(["bpftool", "-j", "prog", "show"], check=True,
-                               capture_output=True, text=True).stdout
-        return [p for p in json.loads(shown) if p["id"] in ids]
+        show` describes them (name, run_cnt, ...): tests/bpfprogs.py."""
+        return bpfprogs.programs(bpfprogs.prog_ids(self.proc.pid))
 
     @property
     def stdout(self):

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 
+import bpfprogs
 import pytest
 from hostenv import syscall_loop
 
@@ -297,20 +298,18 @@ def test_dry_run_through_the_verifier(loop, args):
 
 
 def test_sigterm_reports_and_detaches(loop):
-    from test_tracepoint_e2e import loaded_prog_ids, prog_ids_of
-
     w = Workload(loop, 5000)
     ks = w.watch("t", "count", "-p", "{pid}", SPEC)
     made = w.go()
-    ours = prog_ids_of(ks.pid)
-    assert ours and ours <= loaded_prog_ids()
+    ours = bpfprogs.prog_ids(ks.pid)
+    assert ours and ours <= set(bpfprogs.shown())
     out, err = ok(w.stop(signal.SIGTERM)["t"])
     assert out.splitlines()[1].split() == ["tp:sys_enter", str(made)]
     for _ in range(50):  # freeing is RCU-deferred
-        if not ours & loaded_prog_ids():
+        if not ours & set(bpfprogs.shown()):
             break
         time.sleep(0.05)
-    assert not ours & loaded_prog_ids(), "programs left loaded after ksnoop exited"
+    assert not ours & set(bpfprogs.shown()), "programs left loaded after ksnoop exited"
 
 
 def test_closed_pipe_ends_quietly(loop):

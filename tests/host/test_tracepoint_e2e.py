@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 
+import bpfprogs
 import pytest
 from hostenv import syscall_loop
 
@@ -28,25 +29,6 @@ SPEC = f"tp:sys_enter(id == {GETPPID}, regs->di)"
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory):
     return syscall_loop(tmp_path_factory)
-
-
-def loaded_prog_ids():
-    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, check=True)
-    return {p["id"] for p in json.loads(out.stdout or "[]")}
-
-
-def prog_ids_of(pid):
-    """BPF programs a process holds open (from /proc/PID/fdinfo)."""
-    ids = set()
-    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
-        try:
-            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                for line in f:
-                    if line.startswith("prog_id:"):
-                        ids.add(int(line.split()[1]))
-        except OSError:
-            continue
-    return ids
 
 
 class Run:
@@ -129,7 +111,7 @@ def test_predicate_rejects_and_programs_ran(loop):
     subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=1"], check=True)
     try:
         r = Run(loop, 200, spec="tp:sys_enter(id == 999999)", args=("-o", "line"))
-        (prog,) = prog_ids_of(r.ks.pid)
+        (prog,) = bpfprogs.prog_ids(r.ks.pid)
         r.go()
         ran = run_count(prog)
         time.sleep(0.3)
@@ -160,18 +142,18 @@ def test_duration_stops(loop):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signals_stop_and_detach(loop, sig):
     r = Run(loop, 3, args=("-o", "json"))
-    ours = prog_ids_of(r.ks.pid)
-    assert ours and ours <= loaded_prog_ids()
+    ours = bpfprogs.prog_ids(r.ks.pid)
+    assert ours and ours <= set(bpfprogs.shown())
     r.go()
     time.sleep(0.3)
     out, err = r.stop(sig)
     assert r.ks.returncode == 0, err
     assert summary(err) == (3, 0) and len(out.splitlines()) == 3
     for _ in range(50):  # freeing is RCU-deferred
-        if not ours & loaded_prog_ids():
+        if not ours & set(bpfprogs.shown()):
             break
         time.sleep(0.05)
-    assert not ours & loaded_prog_ids(), "programs left loaded after ksnoop exited"
+    assert not ours & set(bpfprogs.shown()), "programs left loaded after ksnoop exited"
 
 
 def test_closed_pipe_ends_quietly(loop):
