@@ -108,12 +108,16 @@ def trace_cmd(specs, pid, tid, comm, cgroup, min_ns, kstack, time_mode, pages, l
     SPEC is TARGET or TARGET(VALUE, ...).  TARGET is a function, a function
     pattern with * and ? (every match taking the named values), or tp:NAME
     for a tracepoint (arguments typed by BTF; no return value).  A VALUE is
-    an argument name, a member path (skb->len, skb->dev->name, how->flags)
-    or "return", optionally with a predicate: == != > >= < <= and a C
-    integer literal (decimal, 0x hex, 0 or 0o octal, 0b binary, negative,
-    u/l/ll suffixes in either order).
-    Predicates compare with the value's C type (so "return < 0" works) and
-    all must hold for an event to be shown.  With no VALUE list, every
+    an argument name, a member path (skb->len, skb->dev->name, how->flags,
+    skb->cb[0]) or "return", optionally with a predicate: == != > >= < <=
+    and a C integer literal (decimal, 0x hex, 0 or 0o octal, 0b binary,
+    negative, u/l/ll suffixes in either order), an enum constant or an
+    errno name (-ENOENT); a string value == or != a "quoted string", or ~
+    a "glob" (* and ?); a bit test (flags & 0x40).  A VALUE may also be a
+    condition combining such comparisons with && || ! and parentheses
+    (every value it names is shown).  Predicates compare with the value's
+    C type (so "return < 0" works), are decided in BPF, and all must hold
+    for an event to be shown.  With no VALUE list, every
     argument is shown at entry and the return value at return.  Pointers to
     structs are shown as the struct they point to (up to --size bytes);
     char pointers as strings.  When predicates and both entry and return
@@ -129,6 +133,10 @@ def trace_cmd(specs, pid, tid, comm, cgroup, min_ns, kstack, time_mode, pages, l
     Examples:
       ksnoop trace ip_send_skb
       ksnoop "ip_send_skb(skb->len == 84, skb)"
+      ksnoop "udp_sendmsg(len > 100 && len < 300, sk)"
+      ksnoop 'do_sys_openat2(filename ~ "/etc/*", return == -ENOENT)'
+      ksnoop "do_sys_openat2(filename, how->flags & 0x40)"
+      ksnoop -c "nginx*" --cgroup /sys/fs/cgroup/system.slice "tcp_sendmsg(size)"
       ksnoop "do_sys_openat2(filename, return < 0)" -o line
       ksnoop -o json "tcp_sendmsg(size > 1000)" | jq .values.size
       ksnoop "tp:sched_switch(prev->pid, next->comm)"
