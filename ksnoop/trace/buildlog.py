@@ -55,8 +55,21 @@ def first_error(text, default):
     return lines[-1] if lines else default
 
 
+# E2BIG from the verifier: BCC blames the program's size without asking for the
+# log, even when the program is far smaller than its own limit; the cause is then
+# that the verifier gave up on the paths to check (1,000,000 instructions).
+_E2BIG = re.compile(r"Program\s+too large \((\d+) insns\), at most (\d+) insns")
+TOO_COMPLEX = ("too complex for the verifier: it gave up after checking 1,000,000 "
+               "instructions along the program's paths ({insns} instructions long); a ~ glob "
+               "with many characters after a * is the usual cause: shorten it")
+
+
 def verifier_reason(log):
-    """The verifier's complaint: the last line before its statistics."""
+    """The verifier's complaint: the last line before its statistics (and
+    for a refusal BCC calls "too large" when it is not, what it is)."""
+    m = _E2BIG.search(log)
+    if m and int(m.group(1)) <= int(m.group(2)):
+        return TOO_COMPLEX.format(insns=int(m.group(1)))
     lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
     while lines and lines[-1].startswith(("processed ", "verification time", "stack depth")):
         lines.pop()

@@ -208,3 +208,14 @@ def test_trace_without_kprobes_is_one_line(env):
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert lines[0].startswith("ksnoop: ") and "kprobe" in lines[0]
+
+
+def test_a_glob_too_complex_for_the_verifier_is_said_so(env):
+    """The verifier gives up on a glob with a long literal after its *
+    (E2BIG); BCC calls that "Program too large (223 insns), at most 4096",
+    which is not the cause: one line says what it is."""
+    rc, out, err = ksnoop(env, "trace", "--dry-run", 'do_sys_openat2(filename ~ "*abcdefghijklmnopq")')
+    assert rc == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "too complex for the verifier" in lines[0], err
+    assert "at most 4096" not in err and "Traceback" not in err
