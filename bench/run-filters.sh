@@ -10,16 +10,8 @@
 # ./vmout-filters); exit status 1 if a target was missed in any guest.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-OUT="${KSNOOP_BENCH_OUT:-$ROOT/vmout-filters}"
-ARGS="${KSNOOP_FILTER_ARGS:---rounds 1 --runs 5 --calls 300000}"
-. "$ROOT/tests/vm/kernels.sh"
-KERNELS=("$@")
-[ ${#KERNELS[@]} -gt 0 ] || mapfile -t KERNELS < <(guest_kernels)
-rc=0
-for k in "${KERNELS[@]}"; do
-    rm -rf "${OUT:?}/$k" && mkdir -p "$OUT/$k"
-    # shellcheck disable=SC2086  # ARGS: words on purpose
-    KSNOOP_VM_KERNEL="$k" bash "$ROOT/tests/vm/run.sh" --timeout "${KSNOOP_VM_TIMEOUT:-3600}" \
-        "$OUT/$k" -- "$ROOT/.venv/bin/python" "$ROOT/bench/filter_cost.py" $ARGS || rc=1
-done
-exit "$rc"
+# shellcheck disable=SC2086  # the arguments: words on purpose
+KSNOOP_BENCH_KERNELS="${*:-${KSNOOP_BENCH_KERNELS:-}}" exec bash "$ROOT/bench/in-guests.sh" \
+    "${KSNOOP_BENCH_OUT:-$ROOT/vmout-filters}" \
+    "$ROOT/.venv/bin/python" "$ROOT/bench/filter_cost.py" \
+    ${KSNOOP_FILTER_ARGS:---rounds 1 --runs 5 --calls 300000}
