@@ -55,21 +55,25 @@ def first_error(text, default):
     return lines[-1] if lines else default
 
 
-# E2BIG from the verifier: BCC blames the program's size without asking for the
-# log, even when the program is far smaller than its own limit; the cause is then
-# that the verifier gave up on the paths to check (1,000,000 instructions).
-_E2BIG = re.compile(r"Program\s+too large \((\d+) insns\), at most (\d+) insns")
+# The verifier gave up on the paths to check (1,000,000 instructions): its own
+# log says "BPF program is too large. Processed N insn" (our own loader, links.py,
+# keeps the log); BCC instead blames the program's size without asking for the
+# log ("Program too large (155 insns), at most 4096 insns"), which is not the cause.
+_GAVE_UP = re.compile(r"BPF program is too large\. Processed \d+ insn")
+_BCC_E2BIG = re.compile(r"Program\s+too large \((\d+) insns\), at most (\d+) insns")
 TOO_COMPLEX = ("too complex for the verifier: it gave up after checking 1,000,000 "
-               "instructions along the program's paths ({insns} instructions long); a ~ glob "
-               "with many characters after a * is the usual cause: shorten it")
+               "instructions along the program's paths{}; a ~ glob with many characters "
+               "after a * is the usual cause: shorten it")
 
 
 def verifier_reason(log):
-    """The verifier's complaint: the last line before its statistics (and
-    for a refusal BCC calls "too large" when it is not, what it is)."""
-    m = _E2BIG.search(log)
+    """The verifier's complaint: the last line before its statistics, or that
+    it gave up (TOO_COMPLEX) however the loader reported that."""
+    m = _BCC_E2BIG.search(log)
     if m and int(m.group(1)) <= int(m.group(2)):
-        return TOO_COMPLEX.format(insns=int(m.group(1)))
+        return TOO_COMPLEX.format(f" ({int(m.group(1))} instructions long)")
+    if _GAVE_UP.search(log):
+        return TOO_COMPLEX.format("")
     lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
     while lines and lines[-1].startswith(("processed ", "verification time", "stack depth")):
         lines.pop()

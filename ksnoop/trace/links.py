@@ -13,6 +13,7 @@ from typing import Optional
 from ..errors import AttachError
 from ..kernel import bpfsys
 from ..kernel.lockdown import load_refusal_hint
+from .buildlog import verifier_reason
 
 
 @dataclass(frozen=True)
@@ -40,14 +41,6 @@ class MultiKprobe:
     retprobe: bool = False
     members: tuple = ()
     recipes: tuple = ()  # (slot, bytes): the recipes of a generic program (multigen.py)
-
-
-def _verifier_reason(log):
-    """The verifier's complaint: the last line before its statistics."""
-    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
-    while lines and lines[-1].startswith(("processed ", "verification time", "stack depth")):
-        lines.pop()
-    return lines[-1] if lines else ""
 
 
 class OwnPrograms:
@@ -81,7 +74,7 @@ class OwnPrograms:
                 # confidentiality lockdown: kprobes are refused too, no fallback
                 hint = load_refusal_hint(e.log)
                 exc = AttachError(hint or f"kernel rejected BPF program {name}: "
-                                          f"{_verifier_reason(e.log) or e.reason}")
+                                          f"{verifier_reason(e.log) or e.reason}")
                 exc.details, exc.fentry = e.log, p.func if fentry and not hint else None
                 raise exc from None
 
