@@ -297,9 +297,8 @@ class Tracer:
                 # Stop the producers, then print what is still buffered and count
                 # the last losses: printed + lost = everything the programs sent.
                 s.detach()
-                if normal_stop or broken is not None:
-                    if broken is not None:
-                        self._discard = True
+                self._discard = broken is not None  # nothing more can be written
+                if normal_stop or self._discard:
                     try:
                         s.drain()
                         self._flush_output()
