@@ -95,13 +95,31 @@ def event_struct(ev):
     return "\n".join(lines)
 
 
-def _fetch(slot, i, indent):
+def _local(slot):
+    """Value ``slot`` can be fetched into a stack variable (a number or a
+    pointer: 8 bytes) and tested there, before the event is looked up."""
+    return slot.value.kind in (SCALAR, DEREF, STRING)
+
+
+def _fetch(slot, i, indent, local=False):
     """Code that reads value ``i``'s own number into the event slot, once: a
     register, a scalar in memory (a bitfield extracted and sign-extended), or a
     pointer at the end of its hops.  What a pointer points to is copied later
-    (``_copy``), so predicates on a pointer run before the pointee is read."""
+    (``_copy``), so predicates on a pointer run before the pointee is read.
+    ``local``: into the stack variables ``l<i>`` (the number) and ``s<i>`` (the
+    read's status) instead, for ``_store`` to put into the event later."""
     v = slot.value
     f = f"e->v{i}"
+    if local:
+        assert _local(slot)
+        word, data, status = f"l{i}", f"&l{i}", f"s{i}"
+        out = [f"{indent}u64 l{i} = 0;"]
+        if v.kind == SCALAR and v.read_off < 0:
+            return [f"{indent}u64 l{i} = (u64){v.reg};"]
+        out.append(f"{indent}long s{i} = 0;")
+    else:
+        word, data, status = f"*(u64 *){f}_data", f"{f}_data", f"{f}_status"
+        out = []
     if v.kind == SCALAR and v.read_off < 0:
         # one 8-byte store (the slot is 8-byte aligned; a packed member would be
         # stored byte by byte, shifting the value: the verifier refuses that on a
@@ -109,25 +127,35 @@ def _fetch(slot, i, indent):
         return [f"{indent}*(u64 *)&{f}_ptr = (u64){v.reg};"]
     if v.kind == REGS:
         return [f"{indent}*(u64 *)&{f}_data[{8 * k}] = (u64){reg};" for k, reg in enumerate(v.regs)]
-    out = [f"{indent}{{", f"{indent}\tu64 p = (u64){v.reg};", f"{indent}\tlong err = 0;"]
+    out += [f"{indent}{{", f"{indent}\tu64 p = (u64){v.reg};", f"{indent}\tlong err = 0;"]
     inner = indent + "\t"
     for off in v.hops:
         out.append(f"{inner}if (!err) err = {_read(v)}(&p, sizeof(p), (void *)(p + {off}));")
     if v.kind in (DEREF, STRING):
         # A NULL pointer is not read: ptr 0 with status 0 is shown as NULL, while a
         # failed read (status < 0) is an unreadable pointer.
-        out.append(f"{inner}*(u64 *)&{f}_ptr = err ? 0 : p;")
+        out.append(f"{inner}{word if local else '*(u64 *)&' + f + '_ptr'} = err ? 0 : p;")
     elif v.kind == SCALAR:
-        data = f"*(u64 *){f}_data"
-        out.append(f"{inner}{data} = 0;")
-        out.append(f"{inner}if (!err) err = {_read(v)}({f}_data, {v.size}, (void *)(p + {v.read_off}));")
+        if not local:  # (l<i> starts at 0)
+            out.append(f"{inner}{word} = 0;")
+        out.append(f"{inner}if (!err) err = {_read(v)}({data}, {v.size}, (void *)(p + {v.read_off}));")
         if v.bitfield is not None:
-            out.append(f"{inner}{data} = {v.bitfield.c_expr(data)};")
+            out.append(f"{inner}{word} = {v.bitfield.c_expr(word)};")
     else:  # MEMORY
         out.append(f"{inner}if (!err) err = {_read(v)}({f}_data, {slot.size}, (void *)(p + {v.read_off}));")
-    out.append(f"{inner}{f}_status = err;")
+    out.append(f"{inner}{status} = err;")
     out.append(f"{indent}}}")
     return out
+
+
+def _store(slot, i, indent):
+    """Code that puts what ``_fetch(local=True)`` read into the event slot."""
+    v = slot.value
+    f = f"e->v{i}"
+    if v.kind == SCALAR and v.read_off < 0:
+        return [f"{indent}*(u64 *)&{f}_ptr = l{i};"]
+    word = f"*(u64 *){f}_data" if v.kind == SCALAR else f"*(u64 *)&{f}_ptr"
+    return [f"{indent}{word} = l{i};", f"{indent}{f}_status = s{i};"]
 
 
 def _copy(slot, i, indent):
@@ -151,15 +179,17 @@ def _copy(slot, i, indent):
             f"{f}_status = {fn}({f}_data, {slot.size}, (void *)({f}_ptr + {v.read_off}));"]
 
 
-def _operand(slot, i):
+def _operand(slot, i, local=False):
     """The C expression a predicate on value ``i`` compares: what ``_fetch`` stored."""
     v = slot.value
+    if local:
+        return f"l{i}"
     if v.kind == SCALAR and v.read_off >= 0:
         return f"*(u64 *)e->v{i}_data"
     return f"e->v{i}_ptr"
 
 
-def _capture(ev, at_return, fail, indent, copy=True):
+def _capture(ev, at_return, fail, indent, copy=True, early=False):
     """Code that fills the event's slots of one side (entry or return values).
 
     Predicates are tested in the order written: each predicated value is read
@@ -171,13 +201,32 @@ def _capture(ev, at_return, fail, indent, copy=True):
     ``copy``: False, or a set of value names: only those pointers' targets are
     copied (aggregate.py reads the numbers and pointers it keys on, and what
     its conditions compare).
+    ``early``: the event does not exist yet.  The leading predicates on numbers
+    and pointers read into stack variables and test them there, so a call they
+    reject costs no event lookup; the result has a ``$event`` mark where the
+    event must be found, after which what they read is stored into it.
     """
     mine = [(i, s) for i, s in enumerate(ev.slots) if s.value.at_return == at_return]
     checks = [(p.seq, k, i, s, p) for i, s in mine for k, p in enumerate(s.value.preds)]
     checks += [(c.seq, 0, -1, None, c) for c in ev.conds if c.at_return == at_return]
     checks.sort(key=lambda c: c[:2])
-    out, fetched, copied = [], set(), set()
-    for _, _, i, slot, pred in checks:
+    out, fetched, copied, local = [], set(), set(), []
+    n = 0
+    while early and n < len(checks) and checks[n][3] is not None and _local(checks[n][3]):
+        _, _, i, slot, pred = checks[n]
+        n += 1
+        if i not in fetched:
+            fetched.add(i)
+            local.append((i, slot))
+            out += _fetch(slot, i, indent, local=True)
+            if not (slot.value.kind == SCALAR and slot.value.read_off < 0):
+                out.append(f"{indent}if (s{i}) {fail}")
+        out += _test(slot, i, pred, fail, indent, local=True)
+    if early:
+        out.append("$event")
+        for i, slot in local:
+            out += _store(slot, i, indent)
+    for _, _, i, slot, pred in checks[n:]:
         if slot is None:  # a condition item
             out += _condition(ev, pred, at_return, fail, indent, fetched, copied)
             continue
@@ -187,11 +236,7 @@ def _capture(ev, at_return, fail, indent, copy=True):
             out += _fetch(slot, i, indent)
             if not (v.kind == SCALAR and v.read_off < 0):
                 out.append(f"{indent}if (e->v{i}_status) {fail}")
-        assert pred.op in _OPS
-        out += [f"{indent}{{",
-                f"{indent}\t{v.ctype} v = ({v.ctype}){_operand(slot, i)};",
-                f"{indent}\tif (!(v {pred.op} {_const(pred.value, v.ctype)})) {fail}",
-                f"{indent}}}"]
+        out += _test(slot, i, pred, fail, indent)
     out.append("$hdr")
     for i, slot in mine:
         if i not in fetched:
@@ -199,6 +244,16 @@ def _capture(ev, at_return, fail, indent, copy=True):
         if (copy is True or (copy and slot.value.name in copy)) and i not in copied:
             out += _copy(slot, i, indent)
     return out
+
+
+def _test(slot, i, pred, fail, indent, local=False):
+    """Code that runs ``fail`` unless value ``i`` (as fetched) passes ``pred``."""
+    v = slot.value
+    assert pred.op in _OPS
+    return [f"{indent}{{",
+            f"{indent}\t{v.ctype} v = ({v.ctype}){_operand(slot, i, local)};",
+            f"{indent}\tif (!(v {pred.op} {_const(pred.value, v.ctype)})) {fail}",
+            f"{indent}}}"]
 
 
 def _tests(node):
@@ -281,10 +336,15 @@ def _string_equals(slot, i, text):
     return "(" + " && ".join(parts) + ")"
 
 
-def _with_header(lines, header):
-    """Put the header lines where ``_capture`` left its ``$hdr`` mark."""
+def _with_header(lines, header, event=None):
+    """Put the header lines where ``_capture`` left its ``$hdr`` mark (and the
+    lines that find the event at its ``$event`` mark, if it left one)."""
     at = lines.index("$hdr")
-    return lines[:at] + header + lines[at + 1:]
+    lines = lines[:at] + header + lines[at + 1:]
+    if event is not None:
+        at = lines.index("$event")
+        lines = lines[:at] + event + lines[at + 1:]
+    return lines
 
 
 def _task_filter(gen):
@@ -413,9 +473,9 @@ def _entry_program(fp, ev, gen):
                     f"\tksnoop_enter(&key, id, {fp.index}, {_sp(fp, gen)});"]
         fail = "return 0;"
     if ev is not None:
-        out += _scratch(ev)
-        out += _with_header(_capture(ev, False, fail, "\t"),
-                            [f"\tksnoop_fill_hdr(&e->hdr, id, {fp.index}, {ev.kind});"] + _kstack(ev))
+        out += _with_header(_capture(ev, False, fail, "\t", early=True),
+                            [f"\tksnoop_fill_hdr(&e->hdr, id, {fp.index}, {ev.kind});"] + _kstack(ev),
+                            event=_scratch(ev))
         if fp.stash:
             out.append(f"\tksnoop_stash_{fp.index}.update(&key, e);")
         else:
@@ -441,11 +501,12 @@ def _return_program(fp, ev, gen):
         out += ["\tstruct ksnoop_stash_key key;",
                 f"\tu64 dur = ksnoop_leave(&key, id, {fp.index}, {_sp(fp, gen)});"]
         out += _slow_enough(gen, "return 0;")
-        out += _scratch(ev)
         fail = "return 0;"
         header = [f"\tksnoop_fill_hdr(&e->hdr, id, {fp.index}, {ev.kind});", "\te->dur = dur;"]
         header += _kstack(ev)
-    out += _with_header(_capture(ev, True, fail, "\t"), header)
+    early = not fp.stash  # else the event is the stash entry, found already
+    out += _with_header(_capture(ev, True, fail, "\t", early=early), header,
+                        event=_scratch(ev) if early else None)
     out.append("\tKSNOOP_OUTPUT(ctx, e, sizeof(*e));")
     if fp.stash:
         out.append(f"\tksnoop_stash_{fp.index}.delete(&key);")

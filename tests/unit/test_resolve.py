@@ -283,8 +283,25 @@ def test_predicates_run_in_the_order_written(kernel):
                                                     ("<", "u32", "9")]
     # which value each test reads: the first and third compare the same slot
     body = c.split("int ksnoop_entry_0", 1)[1]
-    operands = re.findall(r"u32 v = \(u32\)\*\(u64 \*\)e->(v\d+)_data;", body)
-    assert operands == ["v0", "v1", "v0"]
+    operands = re.findall(r"u32 v = \(u32\)l(\d+);", body)
+    assert operands == ["0", "1", "0"]
+
+
+def test_rejecting_predicates_run_before_the_event_is_found(kernel):
+    """A call that a predicate on a number rejects costs no event lookup: the
+    leading numeric predicates test stack variables, and what they read is
+    stored into the event after the lookup (read once: the value shown is the
+    value that passed).  A string condition needs the event's buffer."""
+    p = plan(kernel, "ip_send_skb(skb->len > 1, skb->data_len == 2, skb->dev->name == \"lo\")")
+    c, _ = generate(p, MACHINE)
+    body = c.split("int ksnoop_entry_0", 1)[1].split("\n}\n", 1)[0]
+    lookup = body.index("ksnoop_scratch.lookup")
+    tests = [m.start() for m in re.finditer(r"if \(!\(v ", body)]
+    assert len(tests) == 2 and max(tests) < lookup
+    assert body.index("*(u64 *)e->v0_data = l0;") > lookup
+    assert body.index("*(u64 *)e->v1_data = l1;") > lookup
+    assert body.count("bpf_probe_read_kernel(&l0, 4") == 1  # read once
+    assert body.index('e->v2_data[0] == 108') > lookup  # the string is tested in the event
 
 
 def test_predicates_in_order_on_both_sides_of_a_stash(kernel):
@@ -312,8 +329,12 @@ def test_a_predicated_value_is_read_once(kernel, btf, text):
     ifindex = offset_of(btf, "net_device", "ifindex")
     length = offset_of(btf, "sk_buff", "len")
     assert offs.count(dev) == 1 and offs.count(ifindex) == 1 and offs.count(length) == 1
-    # and the value shown is the one tested: the comparisons read the event's slots
-    assert "u32 v = (u32)*(u64 *)e->v" in c and "raw" not in c
+    # and the value shown is the one tested: each comparison reads the event's
+    # slot, or the stack variable that is then stored into that slot
+    tested = re.findall(r"u32 v = \(u32\)(?:\*\(u64 \*\)e->v(\d+)_data|l(\d+));", c)
+    assert tested and "raw" not in c
+    for slot, var in tested:
+        assert not var or f"*(u64 *)e->v{var}_data = l{var};" in c
 
 
 # ------------------------------------------------------------- value kinds
@@ -358,6 +379,11 @@ def test_bitfields_match_the_kernels_offset_markers(kernel, btf):
 def test_bitfield_predicate_reads_shifts_and_masks(kernel):
     p = plan(kernel, "ip_send_skb(skb->pkt_type == 1)")
     c, _ = generate(p, MACHINE)
+    # the predicate tests the extracted field, and the event shows what it tested
+    assert "l0 = (((u64)(l0) << 61) >> 61);" in c
+    assert c.index("l0 = (((u64)(l0) << 61) >> 61);") < c.index("u64 v = (u64)l0;")
+    assert "*(u64 *)e->v0_data = l0;" in c
+    c, _ = generate(plan(kernel, "ip_send_skb(skb->pkt_type)"), MACHINE)
     assert "*(u64 *)e->v0_data = (((u64)(*(u64 *)e->v0_data) << 61) >> 61);" in c
 
 
