@@ -236,9 +236,9 @@ class Generator:
             return self._stash_programs(af, ev, gen, structs, copy)
         name = f"ksnoop_{'return' if af.at_return else 'entry'}_{fp.index}"
         out = _prologue(name, fp, gen)
-        if ev.slots:
-            out += self._place(af, ev, f"struct {evname}", "e")
-        out += _with_header(_capture(ev, af.at_return, "return 0;", "\t", copy=copy), [])
+        place = self._place(af, ev, f"struct {evname}", "e") if ev.slots else []
+        out += _with_header(_capture(ev, af.at_return, "return 0;", "\t", copy=copy, early=True), [],
+                            event=place)
         if self._needs_key(af):
             out += ["\tstruct ksnoop_agg_key key;", "\t__builtin_memset(&key, 0, sizeof(key));",
                     "\tstruct ksnoop_agg_key *k = &key;", f"\tk->func = {fp.index};"]

@@ -2,8 +2,8 @@
 
 One entry and one return program per function, with the plan baked in:
 predicates are compiled comparisons evaluated first, in the order written,
-each on the value as captured into the event (read once), before anything
-else is copied; each value is fetched with a fixed sequence of reads; events
+each on the value as captured (read once: into a stack variable while no event
+is needed, then into the event), before anything else is copied; each value is fetched with a fixed sequence of reads; events
 are exactly the size the layout says.
 """
 
