@@ -3,8 +3,10 @@
 One entry and one return program per function, with the plan baked in:
 predicates are compiled comparisons evaluated first, in the order written,
 each on the value as captured (read once: into a stack variable while no event
-is needed, then into the event), before anything else is copied; each value is fetched with a fixed sequence of reads; events
-are exactly the size the layout says.
+is needed, then into the event), before anything else is copied; each value
+is fetched with a fixed sequence of reads (plain loads where the verifier
+checks them against BTF: Value.direct); events are exactly the size the
+layout says.
 """
 
 import string
@@ -112,13 +114,13 @@ def _fetch(slot, i, indent, local=False):
     f = f"e->v{i}"
     if local:
         assert _local(slot)
-        word, data, status = f"l{i}", f"&l{i}", f"s{i}"
+        word, ptr, data, status = f"l{i}", f"l{i}", f"&l{i}", f"s{i}"
         out = [f"{indent}u64 l{i} = 0;"]
         if v.kind == SCALAR and v.read_off < 0:
             return [f"{indent}u64 l{i} = (u64){v.reg};"]
         out.append(f"{indent}long s{i} = 0;")
     else:
-        word, data, status = f"*(u64 *){f}_data", f"{f}_data", f"{f}_status"
+        word, ptr, data, status = f"*(u64 *){f}_data", f"*(u64 *)&{f}_ptr", f"{f}_data", f"{f}_status"
         out = []
     if v.kind == SCALAR and v.read_off < 0:
         # one 8-byte store (the slot is 8-byte aligned; a packed member would be
@@ -129,12 +131,14 @@ def _fetch(slot, i, indent, local=False):
         return [f"{indent}*(u64 *)&{f}_data[{8 * k}] = (u64){reg};" for k, reg in enumerate(v.regs)]
     out += [f"{indent}{{", f"{indent}\tu64 p = (u64){v.reg};", f"{indent}\tlong err = 0;"]
     inner = indent + "\t"
+    if v.direct and not v.user:
+        return out + _direct(v, word, ptr, status, local, inner) + [f"{indent}}}"]
     for off in v.hops:
         out.append(f"{inner}if (!err) err = {_read(v)}(&p, sizeof(p), (void *)(p + {off}));")
     if v.kind in (DEREF, STRING):
         # A NULL pointer is not read: ptr 0 with status 0 is shown as NULL, while a
         # failed read (status < 0) is an unreadable pointer.
-        out.append(f"{inner}{word if local else '*(u64 *)&' + f + '_ptr'} = err ? 0 : p;")
+        out.append(f"{inner}{ptr} = err ? 0 : p;")
     elif v.kind == SCALAR:
         if not local:  # (l<i> starts at 0)
             out.append(f"{inner}{word} = 0;")
@@ -145,6 +149,33 @@ def _fetch(slot, i, indent, local=False):
         out.append(f"{inner}if (!err) err = {_read(v)}({f}_data, {slot.size}, (void *)(p + {v.read_off}));")
     out.append(f"{inner}{status} = err;")
     out.append(f"{indent}}}")
+    return out
+
+
+# What bpf_probe_read_kernel returns for a read at a NULL pointer on x86_64
+# (-ERANGE: not a kernel address); plain loads say the same (Value.direct).
+NULL_READ = -34
+_LOAD = {1: "u8", 2: "u16", 4: "u32", 8: "u64"}
+
+
+def _direct(v, word, ptr, status, local, inner):
+    """``_fetch``'s reads as plain loads, which the verifier checks against BTF
+    (fentry/fexit; Value.direct): no helper call.  A NULL pointer on the way
+    fails the read as bpf_probe_read_kernel would."""
+    out = []
+    for off in v.hops:
+        out.append(f"{inner}if (!err) {{ if (!p) err = {NULL_READ}; else p = *(u64 *)(p + {off}); }}")
+    if v.kind in (DEREF, STRING):
+        out.append(f"{inner}{ptr} = err ? 0 : p;")
+    else:
+        assert v.kind == SCALAR and v.read_off >= 0
+        if not local:
+            out.append(f"{inner}{word} = 0;")
+        out.append(f"{inner}if (!err) {{ if (!p) err = {NULL_READ}; "
+                   f"else {word} = *({_LOAD[v.size]} *)(p + {v.read_off}); }}")
+        if v.bitfield is not None:
+            out.append(f"{inner}{word} = {v.bitfield.c_expr(word)};")
+    out.append(f"{inner}{status} = err;")
     return out
 
 

@@ -74,6 +74,11 @@ class Value:
     bitfield: object = None  # btf.bitfield.Bitfield (offset 0: read at read_off), or None
     user: bool = False  # pointer into user memory
     preds: tuple = ()  # Pred...
+    # fentry/fexit on x86_64: every pointer followed is a BTF-typed one the
+    # verifier checks loads through (an argument, then struct members, none
+    # with a type tag), so the number or pointer is read by plain loads
+    # instead of bpf_probe_read_kernel (codegen._fetch)
+    direct: bool = False
 
 
 KPROBE, TRACEPOINT = "kprobe", "tracepoint"  # how a FuncPlan is attached

@@ -134,6 +134,30 @@ def _is_user_ptr(btf, tid):
     return False
 
 
+def _plain_pointer(btf, tid):
+    """A pointer to a struct or union with no type tag on the way (``__user``,
+    ``__percpu``... change what the verifier lets a program load through it)."""
+    t = btf[tid]
+    for _ in range(32):
+        if t.kind == Kind.TYPE_TAG:
+            return False
+        if t.kind != Kind.PTR:
+            if t.kind not in (Kind.TYPEDEF, Kind.CONST, Kind.VOLATILE, Kind.RESTRICT):
+                return False
+            t = btf[t.type]
+            continue
+        t = btf[t.type]
+        for _ in range(32):
+            if t.kind == Kind.TYPE_TAG:
+                return False
+            if t.kind in (Kind.STRUCT, Kind.UNION):
+                return True
+            if t.kind not in (Kind.TYPEDEF, Kind.CONST, Kind.VOLATILE, Kind.RESTRICT):
+                return False
+            t = btf[t.type]
+    return False
+
+
 def _pointee_display(btf, ptr_tid, limit):
     """How to show what a pointer points to: (kind, type, size, full size)."""
     target = btf[btf.resolve(btf[btf.resolve(ptr_tid)].type)]
@@ -401,6 +425,9 @@ class _Resolver:
         # a register value, or one in memory at reg + read_off (a stack argument)
         tid, hops, off, in_memory = val.type_id, list(val.hops), max(val.read_off, 0), val.read_off >= 0
         user = False
+        # plain loads (Value.direct): fentry's typed arguments on x86_64, where a
+        # NULL pointer fails the read as bpf_probe_read_kernel does (-ERANGE)
+        direct = self._fentry and self.arch.machine == "x86_64" and not in_memory
         bit_info = None
         path = vs.base
         for step in vs.steps:
@@ -428,6 +455,7 @@ class _Resolver:
                     raise spec.error(f"'->' needs a pointer to a struct or union, but {path} is "
                                      f"'{type_name(btf, tid)}'", step.op_pos, 2)
                 user = user or _is_user_ptr(btf, tid)
+                direct = direct and _plain_pointer(btf, tid)
                 if in_memory:
                     hops.append(off)
                 in_memory, off = True, 0
@@ -468,18 +496,20 @@ class _Resolver:
             nbytes = bit_info.nbytes
             ctype = "s64" if bit_info.signed else "u64"
             return Value(path, val.at_return, SCALAR, tid, tid, reg, hops=tuple(hops), read_off=off,
-                         size=nbytes, full_size=nbytes, ctype=ctype, bitfield=bit_info, user=user)
+                         size=nbytes, full_size=nbytes, ctype=ctype, bitfield=bit_info, user=user,
+                         direct=direct and nbytes in (1, 2, 4, 8))
         if final.kind in _SCALAR_KINDS and btf.size_of(tid) <= 8:
             size = btf.size_of(tid)
+            direct = direct and size in (1, 2, 4, 8)
             base = Value(path, val.at_return, SCALAR, tid, tid, reg, hops=tuple(hops), read_off=off,
-                         size=size, full_size=size, ctype=_ctype(btf, tid)[0], user=user)
+                         size=size, full_size=size, ctype=_ctype(btf, tid)[0], user=user, direct=direct)
             if final.kind == Kind.PTR:
                 shown = _pointee_display(btf, tid, self.limit)
                 if shown is not None:
                     kind, show, nbytes, full = shown
                     return Value(path, val.at_return, kind, tid, show, reg, hops=tuple(hops) + (off,),
                                  read_off=0, size=nbytes, full_size=full, ctype="u64",
-                                 user=user or _is_user_ptr(btf, tid))
+                                 user=user or _is_user_ptr(btf, tid), direct=direct)
             return base
         full = btf.size_of(tid)
         if not full:

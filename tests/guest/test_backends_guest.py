@@ -14,6 +14,7 @@ import json
 import mmap
 import os
 import re
+import socket
 import subprocess
 import tempfile
 import time
@@ -28,6 +29,11 @@ MAP_PAGES, MAP_OFFSET_PAGES = 3, 5  # a distinctive length and offset
 DATAGRAMS = 4
 MMAP_SPEC = "do_mmap(pgoff, len, file->f_inode->i_ino, populate, return)"
 WILD_SPEC = "*p_send_skb(skb->len)"  # ip_send_skb and udp_send_skb
+# member chains: fentry reads them by plain loads (the verifier checks them
+# against BTF), kprobes by bpf_probe_read_kernel.  skb->next is NULL for a
+# datagram sent alone, so that read fails on the way; pkt_type is a bitfield.
+CHAIN_SPEC = ("ip_send_skb(skb->len > 0, skb->next->len, skb->sk->__sk_common.skc_family, "
+              "skb->pkt_type, skb->sk->sk_socket->file->f_inode->i_ino, skb->len < 100000)")
 
 
 
@@ -74,6 +80,8 @@ def bed():
         ksnoop("mmap_kprobe", work, *j, MMAP_SPEC, "--backend", "kprobe"),
         ksnoop("wild_auto", work, *j, WILD_SPEC, "--backend", "auto"),
         ksnoop("wild_kprobe", work, *j, WILD_SPEC, "--backend", "kprobe"),
+        ksnoop("chain_fentry", work, *j, CHAIN_SPEC, "--backend", "fentry"),
+        ksnoop("chain_kprobe", work, *j, CHAIN_SPEC, "--backend", "kprobe"),
     ]}
     fentry_ok, fentry_why = _fentry_do_mmap()
     if fentry_ok:
@@ -132,6 +140,27 @@ def test_do_mmap_stack_argument_is_the_real_offset(bed, name):
     assert isinstance(entry["values"]["populate"], int)  # the pointer on the stack was followed
     assert "notes" not in entry, entry
     assert ret["values"]["return"] == bed["addr"]
+
+
+def test_plain_loads_read_what_the_helper_reads(bed):
+    """The same chains, fentry's plain loads against kprobes' helper: the same
+    values, and a NULL pointer on the way fails the read the same way."""
+    got = {}
+    for name in ("chain_fentry", "chain_kprobe"):
+        t = bed["tracers"][name]
+        assert t.returncode == 0, t.stderr[-2000:]
+        evs = [e for e in _events(t) if e["pid"] == os.getpid()]
+        got[name] = [(e["values"], e.get("notes")) for e in evs]
+    assert len(got["chain_fentry"]) == DATAGRAMS, got
+    assert got["chain_fentry"] == got["chain_kprobe"]
+    values, notes = got["chain_fentry"][0]
+    assert values["skb->len"] == UDP_PAYLOAD + 28
+    assert values["skb->next->len"] is None
+    assert notes["skb->next->len"] == "cannot read skb->next->len: -ERANGE", notes
+    assert values["skb->sk->__sk_common.skc_family"] == socket.AF_INET
+    assert values["skb->pkt_type"] == 0  # PACKET_HOST
+    assert values["skb->sk->sk_socket->file->f_inode->i_ino"] > 0
+    assert set(notes) == {"skb->next->len"}, notes
 
 
 def test_backends_agree_on_do_mmap(bed):

@@ -2,6 +2,7 @@
 a trampoline's context), which backend a function gets and why, and the C
 each backend reads its values with.  The real attach is the guest tier's."""
 
+import errno
 import os
 
 import pytest
@@ -11,12 +12,14 @@ from btfwriter import BTFWriter, abi_corners
 from ksnoop.btf import BTF, Kind
 from ksnoop.errors import SpecError
 from ksnoop.kernel import backend, callconv, features
+from ksnoop.kernel.arch import current
 from ksnoop.kernel.files import Kernel
 from ksnoop.trace.codegen import (
     MULTI_ENTRY,
     MULTI_PROGS,
     MULTI_RETURN,
     MULTI_RETURN_BASE,
+    NULL_READ,
     Machine,
     generate,
 )
@@ -51,6 +54,7 @@ STACKY = "__udp4_lib_lookup"
 
 FENTRY_CHOICE = backend.Choice(backend.FENTRY, False, "test")
 MULTI_CHOICE = backend.Choice(backend.KPROBE, True, "test")
+KPROBE_CHOICE = backend.Choice(backend.KPROBE, False, "test")
 
 
 def proto_of(btf, name):
@@ -184,6 +188,57 @@ def test_fentry_struct_of_two_slots(kernel):
     optval, optlen = fp.entry
     assert (optval.kind, optval.regs) == (REGS, ("ctx[3]", "ctx[4]"))
     assert optlen.reg == "ctx[5]"
+
+
+# ------------------------------------------------------------ plain loads
+@pytest.fixture(scope="module")
+def tagged(tmp_path_factory):
+    """f(struct outer *o, struct outer __user *u): o->plain is a plain pointer,
+    o->pc a __percpu one, o->flags holds a 3-byte bitfield."""
+    w = BTFWriter()
+    i32 = w.int("int", 4, signed=True)
+    u32 = w.int("unsigned int", 4)
+    inner = w.struct("inner", 8, [("x", i32, 0), ("y", i32, 32)])
+    outer = w.struct("outer", 24, [("plain", w.ptr(inner), 0),
+                                   ("pc", w.ptr(w.type_tag("percpu", inner)), 64),
+                                   ("wide", u32, 128, 20), ("narrow", u32, 148, 3)], kflag=True)
+    w.func("f", w.func_proto(i32, [("o", w.ptr(w.const(outer))),
+                                   ("u", w.ptr(w.type_tag("user", outer)))]))
+    d = tmp_path_factory.mktemp("tagged")
+    (d / "vmlinux").write_bytes(w.build())
+    return Kernel(btf_path=str(d / "vmlinux"), sys_btf=str(d), kallsyms_path="/nonexistent")
+
+
+def test_fentry_follows_typed_pointers_by_plain_loads(tagged):
+    """fentry's arguments and the struct pointers in them are BTF-typed: the
+    verifier checks loads through them, so no bpf_probe_read_kernel is needed,
+    except where a type tag changes the rules or the width is no load's."""
+    spec = "f(o->plain->x, o->pc->x, u->plain->x, o->plain, o->wide, o->narrow)"
+    (fp,) = resolve([parse(spec)], tagged, arch=current("x86_64"), backends=Fixed(FENTRY_CHOICE)).funcs
+    got = {v.name: v.direct for v in fp.entry}
+    assert got == {"o->plain->x": True, "o->pc->x": False, "u->plain->x": False, "o->plain": True,
+                   "o->wide": False, "o->narrow": True}  # a 20-bit field at bit 128: 3 bytes
+    (fp,) = resolve([parse(spec)], tagged, arch=current("x86_64"), backends=Fixed(KPROBE_CHOICE)).funcs
+    assert not any(v.direct for v in fp.entry)
+    # the NULL rule (-ERANGE, as the helper says) is x86_64's: elsewhere, the helper
+    (fp,) = resolve([parse(spec)], tagged, arch=current("aarch64"), backends=Fixed(FENTRY_CHOICE)).funcs
+    assert not any(v.direct for v in fp.entry)
+
+
+def test_plain_loads_fail_on_null_as_the_helper_does(tagged):
+    spec = "f(o->plain->x == 3, o->plain, o->narrow)"
+    p = resolve([parse(spec)], tagged, arch=current("x86_64"), backends=Fixed(FENTRY_CHOICE))
+    c, _ = generate(p, MACHINE)
+    body = c.split("int ksnoop_entry_0", 1)[1].split("\n}\n", 1)[0]
+    assert "bpf_probe_read_kernel(&" not in body and "bpf_probe_read_kernel(e->v0" not in body
+    assert f"if (!err) {{ if (!p) err = {NULL_READ}; else p = *(u64 *)(p + 0); }}" in body
+    assert f"if (!err) {{ if (!p) err = {NULL_READ}; else l0 = *(u32 *)(p + 0); }}" in body
+    assert f"if (!err) {{ if (!p) err = {NULL_READ}; else *(u64 *)e->v2_data = *(u8 *)(p + 18); }}" in body
+    assert NULL_READ == -errno.ERANGE
+    # the same spec with kprobes: the helper, every time
+    p = resolve([parse(spec)], tagged, arch=current("x86_64"), backends=Fixed(KPROBE_CHOICE))
+    c, _ = generate(p, MACHINE)
+    assert f"err = {NULL_READ}" not in c and c.count("bpf_probe_read_kernel(&p, sizeof(p)") == 2
 
 
 @needs_btf

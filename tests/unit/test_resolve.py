@@ -333,7 +333,7 @@ def test_a_predicated_value_is_read_once(kernel, btf, text):
     # slot, or the stack variable that is then stored into that slot
     tested = re.findall(r"u32 v = \(u32\)(?:\*\(u64 \*\)e->v(\d+)_data|l(\d+));", c)
     assert tested and "raw" not in c
-    for slot, var in tested:
+    for _, var in tested:
         assert not var or f"*(u64 *)e->v{var}_data = l{var};" in c
 
 
