@@ -46,7 +46,8 @@ class Renderer:
 
             self._decoder = Decoder(btf)
             if style == "ksnoop":
-                from .text import TreeText, compile_text
+                from .text import TreeText
+                from .textgen import compile_text
 
                 self._tree = TreeText(btf, flags)
                 self._fast = compile_text(btf, type_id, flags, self._tree)

@@ -31,7 +31,8 @@ from ..btf.cdecl import type_name
 from ..errors import KsnoopError
 from ..render import make_renderer
 from ..render.escape import c_string, json_dumps, json_string, terminal_text
-from ..render.text import Names, TreeText, compile_text
+from ..render.text import Names, TreeText
+from ..render.textgen import compile_text
 from .events import Decoder
 from .fastparts import ERRNO_SUFFIX, errno_fn, errno_json, kstack_fn, suffix
 from .jsonout import _quote, compile_json

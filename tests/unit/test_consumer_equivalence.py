@@ -33,7 +33,8 @@ from ksnoop.btf import BTF, Kind
 from ksnoop.errors import KsnoopError
 from ksnoop.render import COMPACT, ZERO, Renderer
 from ksnoop.render.escape import json_dumps
-from ksnoop.render.text import TreeText, compile_text
+from ksnoop.render.text import TreeText
+from ksnoop.render.textgen import compile_text
 from ksnoop.trace.events import Decoder
 from ksnoop.trace.fastout import FastFormatter
 from ksnoop.trace.jsonout import _quote, compile_json

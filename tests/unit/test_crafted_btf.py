@@ -23,7 +23,7 @@ from ksnoop.kernel import callconv
 from ksnoop.render import Renderer
 from ksnoop.render import values as D
 from ksnoop.render.snprintf import KernelRenderer
-from ksnoop.render.text import compile_text
+from ksnoop.render.textgen import compile_text
 from ksnoop.trace.resolve import find_member
 
 STYLES = ("ksnoop", "kernel", "json")

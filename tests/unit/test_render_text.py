@@ -10,7 +10,8 @@ from test_render_kernel import demo_bytes
 from ksnoop.btf import BTF
 from ksnoop.render import Renderer, escape, make_renderer, render
 from ksnoop.render import text as text_style
-from ksnoop.render.text import TreeText, colourize, compile_text
+from ksnoop.render.text import TreeText, colourize
+from ksnoop.render.textgen import compile_text
 from ksnoop.render.values import Decoder
 
 BLOB, IDS = demo_types()

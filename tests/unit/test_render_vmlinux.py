@@ -9,7 +9,8 @@ from ksnoop.btf import BTF, Kind
 from ksnoop.btf.cdecl import parse_type_name as find_type
 from ksnoop.errors import BTFError
 from ksnoop.render import Renderer
-from ksnoop.render.text import TreeText, compile_text
+from ksnoop.render.text import TreeText
+from ksnoop.render.textgen import compile_text
 from ksnoop.render.values import Decoder
 
 
