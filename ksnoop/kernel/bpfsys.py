@@ -17,7 +17,7 @@ NR_BPF = {"x86_64": 321, "aarch64": 280}
 
 # commands
 PROG_LOAD, OBJ_GET_INFO_BY_FD, RAW_TRACEPOINT_OPEN = 5, 15, 17
-BTF_GET_FD_BY_ID, BTF_GET_NEXT_ID, LINK_CREATE = 19, 23, 28
+BTF_GET_FD_BY_ID, BTF_GET_NEXT_ID, MAP_UPDATE_BATCH, LINK_CREATE = 19, 23, 26, 28
 
 # program types and attach types
 PROG_TYPE_KPROBE, PROG_TYPE_TRACING = 2, 26
@@ -95,17 +95,38 @@ def attach_tracing(prog_fd, what):
     return _sys(RAW_TRACEPOINT_OPEN, attr, what)[0]
 
 
-def link_kprobe_multi(prog_fd, symbols, cookies, retprobe, what):
+def map_update_batch(map_fd, keys, values, what):
+    """Set elements of a map with u32 keys in one command: ``keys`` (ints)
+    and ``values`` (the packed values, in the keys' order)."""
+    n = len(keys)
+    kbuf = ct.create_string_buffer(struct.pack(f"<{n}I", *keys), max(n * 4, 1))
+    vbuf = ct.create_string_buffer(values, max(len(values), 1))
+    attr = bytearray(ATTR_SIZE)
+    # struct { in_batch, out_batch, keys, values: u64; count, map_fd: u32; elem_flags, flags: u64 }
+    struct.pack_into("<QQQQIIQQ", attr, 0, 0, 0, ct.addressof(kbuf), ct.addressof(vbuf), n, map_fd, 0, 0)
+    _sys(MAP_UPDATE_BATCH, attr, what)
+
+
+def link_kprobe_multi(prog_fd, symbols, cookies, retprobe, what, addrs=()):
     """One kprobe-multi link of a loaded program to every function in
-    ``symbols`` (each call gets its cookie); the link's fd."""
+    ``symbols`` (each call gets its cookie); the link's fd.  With ``addrs``
+    (the functions' kallsyms addresses, in the same order) the kernel is
+    given those: it need not look every name up among all its symbols (on
+    the 6.12 guest, 0.08 s instead of 0.18-0.35 s for 388 tcp_* functions)."""
     n = len(symbols)
-    names = [ct.create_string_buffer(s.encode()) for s in symbols]
-    syms = (ct.c_char_p * n)(*[ct.cast(b, ct.c_char_p) for b in names])
     cks = (ct.c_uint64 * n)(*cookies)
+    if addrs:
+        assert len(addrs) == n
+        where = (ct.c_uint64 * n)(*addrs)
+        syms_p, addrs_p = 0, ct.addressof(where)
+    else:
+        names = [ct.create_string_buffer(s.encode()) for s in symbols]
+        syms = (ct.c_char_p * n)(*[ct.cast(b, ct.c_char_p) for b in names])
+        syms_p, addrs_p = ct.addressof(syms), 0
     attr = bytearray(ATTR_SIZE)
     struct.pack_into("<IIII", attr, 0, prog_fd, 0, TRACE_KPROBE_MULTI, 0)
     struct.pack_into("<IIQQQ", attr, 16, KPROBE_MULTI_RETURN if retprobe else 0, n,
-                     ct.addressof(syms), 0, ct.addressof(cks))
+                     syms_p, addrs_p, ct.addressof(cks))
     return _sys(LINK_CREATE, attr, what)[0]
 
 

@@ -443,9 +443,10 @@ def _multi(programs, probes, maps, structs, gen, machine):
         kind = RETURN if side == MULTI_RETURN else ENTRY
         timed = any(needs_calls(fp) for _, fp, _ in members)
         kstack = any(fp.kstack for _, fp, _ in members)
+        nvals = max([len(ev.slots) for ev in generic[side]] + [1])
         programs.append(multigen.program(side, kind, bases[side], _prologue(side, members[0][1], gen),
                                          multigen.registers(current(machine)), timed, gen.min_ns,
-                                         kstack))
+                                         kstack, nvals))
     programs[:] = [t for t in programs if t.split("(", 1)[0][4:] not in dropped]
     unused = {ev.c_name for evs in generic.values() for ev in evs}
     for fp, entry, ret in probes:  # a function with one side compiled keeps its structs

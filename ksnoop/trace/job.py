@@ -86,12 +86,16 @@ def attach_points(progs):
         at_return = side == MULTI_RETURN
         generic = [(slot, fp) for fp, slot, name in members if name == side]
         regs = multigen.registers(current()) if generic else ()
+        # kallsyms addresses spare the kernel a search of every symbol for the
+        # names (where they are hidden, kptr_restrict, the names it is)
+        addrs = tuple(fp.addr for fp, _, _ in members)
         out.append(MultiKprobe(
             side, tuple(fp.target for fp, _, _ in members), tuple(fp.index for fp, _, _ in members),
             at_return, tuple((slot, name) for _, slot, name in members if name != side),
             tuple((slot, multigen.recipe(multigen.side_layout(fp, at_return), regs,
                                          timed=not at_return and needs_calls(fp)))
-                  for slot, fp in generic)))
+                  for slot, fp in generic),
+            addrs if all(addrs) else ()))
     return out
 
 

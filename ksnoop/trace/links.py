@@ -41,6 +41,7 @@ class MultiKprobe:
     retprobe: bool = False
     members: tuple = ()
     recipes: tuple = ()  # (slot, bytes): the recipes of a generic program (multigen.py)
+    addrs: tuple = ()  # the functions' kallsyms addresses, in funcs' order (empty: by name)
 
 
 class OwnPrograms:
@@ -92,7 +93,7 @@ class OwnPrograms:
         if isinstance(p, MultiKprobe):
             what = f"kprobe-multi{' return' if p.retprobe else ''} link to {len(p.funcs)} functions"
             jobs = [(p.fn, lambda fd: bpfsys.link_kprobe_multi(fd, p.funcs, p.cookies, p.retprobe,
-                                                              f"attaching {what}"))]
+                                                              f"attaching {what}", p.addrs))]
         else:
             what = f"fentry/fexit on {p.func}"
             jobs = [(name, lambda fd: bpfsys.attach_tracing(fd, f"attaching {what}"))

@@ -139,7 +139,7 @@ static __always_inline long ksnoop_mread(void *dst, u32 size, u64 src, u32 user)
 }}"""
 
 
-def program(name, kind, base, prologue, regs, timed=False, min_ns=0, kstack=False):
+def program(name, kind, base, prologue, regs, timed=False, min_ns=0, kstack=False, nvals=MAX_VALUES):
     """A generic program: ``prologue`` (signature, task id, task filters) is
     codegen's; then the recipe of the call's function, the call's entry time
     (entry, ``timed``: some function's return is traced) or duration (return;
@@ -147,7 +147,10 @@ def program(name, kind, base, prologue, regs, timed=False, min_ns=0, kstack=Fals
     each value as codegen would fetch and copy it, the kernel stack
     (``kstack``: where the recipe has one), and the event out.  The registers
     are copied to the stack first (the verifier allows reading the context
-    only at constant offsets), then picked by number."""
+    only at constant offsets), then picked by number.  ``nvals``: the most
+    values any recipe has (the loop goes no further: the verifier walks
+    every turn, and under TCG that is most of the time to load)."""
+    assert 0 < nvals <= MAX_VALUES
     slot = f"{base} + (u32)bpf_get_attach_cookie(ctx)" if base else "(u32)bpf_get_attach_cookie(ctx)"
     copy = "\n".join(f"\treg[{i}] = (u64){expr};" for i, expr in enumerate(regs))
     sp = f"reg[{len(regs) - 3}]"  # registers(): the stack pointer after the arguments
@@ -181,7 +184,7 @@ def program(name, kind, base, prologue, regs, timed=False, min_ns=0, kstack=Fals
 	u8 *e = (u8 *)ksnoop_scratch.lookup(&slot);
 	if (!e) return 0;
 	ksnoop_fill_hdr((struct ksnoop_hdr *)e, id, (u16)(func - {base}), {kind});
-	for (u32 i = 0; i < {MAX_VALUES}; i++) {{
+	for (u32 i = 0; i < {nvals}; i++) {{
 		if (i >= r->nvals) break;
 		struct ksnoop_mval *v = &r->v[i & {MAX_VALUES - 1}];
 		u32 ptr = v->ptr & (KSNOOP_SPAN - 1), st = v->status & (KSNOOP_SPAN - 1);

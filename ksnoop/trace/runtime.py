@@ -57,6 +57,7 @@ from typing import Optional
 
 from ..errors import AttachError, Terminated
 from ..kernel import arch as arch_mod
+from ..kernel import bpfsys
 from ..kernel import headers as kheaders
 from ..kernel.features import (
     ensure_tracefs,
@@ -268,9 +269,8 @@ class Session:
                 self._own.load(p, self._insns)
                 for slot, name in getattr(p, "members", ()):  # the dispatcher's tail calls
                     self._bpf[MULTI_PROGS.encode()][ct.c_int(slot)] = ct.c_int(self._own.fds[name])
-                for slot, raw in getattr(p, "recipes", ()):  # a generic program's recipes
-                    table = self._bpf[RECIPES.encode()]
-                    table[ct.c_int(slot)] = table.Leaf.from_buffer_copy(raw)
+                if getattr(p, "recipes", ()):  # a generic program's recipes, in one command
+                    self._set_recipes(p.recipes)
                 continue
             for name in (p.entry_fn, p.return_fn):
                 if name:
@@ -278,6 +278,14 @@ class Session:
         self.times.load_s = time.perf_counter() - t0
         self.times.programs = len(self._fns) + len(self._own.fds)
         return self.times
+
+    def _set_recipes(self, recipes):
+        table = self._bpf[RECIPES.encode()]
+        try:
+            bpfsys.map_update_batch(table.map_fd, [slot for slot, _ in recipes],
+                                    b"".join(raw for _, raw in recipes), "setting the recipes")
+        except bpfsys.BPFError as e:
+            raise AttachError(f"cannot set the generic program's recipes: {e.reason}") from None
 
     # -- attach
     def attach(self):

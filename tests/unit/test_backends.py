@@ -4,6 +4,7 @@ each backend reads its values with.  The real attach is the guest tier's."""
 
 import errno
 import os
+from dataclasses import replace
 
 import pytest
 from backendstub import Fixed
@@ -272,6 +273,23 @@ def test_functions_of_one_link_share_a_dispatcher_on_the_cookie(kernel):
          ((0, "ksnoop_entry_0"), (1, "ksnoop_entry_1"))),
         ("MultiKprobe", MULTI_RETURN, ("ip_send_skb",), (0,), True,
          ((MULTI_RETURN_BASE, "ksnoop_return_0"),))}
+
+
+@needs_btf
+def test_a_multi_link_gives_the_kernel_addresses_where_kallsyms_has_them(kernel):
+    """By address, the kernel need not search all its symbols for each name;
+    where an address is unknown (kallsyms hidden) the link goes by names."""
+    p = resolve([parse("ip_send_skb(skb->len)"), parse("vfs_read(count)")], kernel,
+                backends=Fixed(MULTI_CHOICE))
+    _, probes = generate(p, MACHINE)
+    (point,) = attach_points(probes)
+    assert point.funcs == ("ip_send_skb", "vfs_read") and point.addrs == ()  # no kallsyms here
+    known = [(replace(fp, addr=0xffffffff81000000 + 0x40 * (fp.index + 1)), e, r) for fp, e, r in probes]
+    (point,) = attach_points(known)
+    assert point.addrs == (0xffffffff81000040, 0xffffffff81000080)
+    half = [known[0], (replace(known[1][0], addr=0), *known[1][1:])]
+    (point,) = attach_points(half)
+    assert point.addrs == ()
 
 
 @needs_btf

@@ -165,6 +165,11 @@ def test_generic_program_sends_what_the_compiled_ones_send(kernel, tmp_path):
     points = attach_points(g_probes)
     recipes = {slot: raw for p in points for slot, raw in p.recipes}
     assert sorted(recipes) == [0, 1, 2, 3, MULTI_RETURN_BASE + 1, MULTI_RETURN_BASE + 3]
+    # each side's loop goes as far as its biggest recipe, no further
+    for p in points:
+        most = max(multigen.RECIPE_HEAD.unpack_from(raw)[0] for _, raw in p.recipes)
+        body = g_text.split(f"int {p.fn}(", 1)[1].split("\n}\n", 1)[0]
+        assert re.findall(r"for \(u32 i = 0; i < (\d+); i\+\+\)", body) == [str(most)]
     load = [f"\tmemcpy(&{multigen.RECIPES}.v[{slot}], \"{c_bytes(raw)}\", {len(raw)});"
             for slot, raw in recipes.items()]
     g_calls, c_calls = [], []
