@@ -179,6 +179,7 @@ class Session:
         self._discarded = 0  # records consumed after a callback failed: lost
         self._unreported_lost = 0  # counted while a callback failure was pending
         self._closed = False
+        self._loaded = False  # load_only() has run
         self._old_handlers = {}
 
     # -- text
@@ -258,7 +259,10 @@ class Session:
         return fn
 
     def load_only(self):
-        """Compile and load every program through the verifier; attach nothing."""
+        """Compile and load every program through the verifier; attach nothing.
+        Once: attach() calls it again, which then does nothing."""
+        if self._loaded:
+            return self.times
         self._compile()
         t0 = time.perf_counter()
         for p in self.probes:
@@ -277,6 +281,7 @@ class Session:
                     self._load(name, BPF.KPROBE)
         self.times.load_s = time.perf_counter() - t0
         self.times.programs = len(self._fns) + len(self._own.fds)
+        self._loaded = True
         return self.times
 
     def _set_recipes(self, recipes):
