@@ -46,7 +46,9 @@ tier() {
 # kernel's BTF, the quick way to find tests that assume the host's kernel.
 UNIT=0
 if [ "${KSNOOP_GUEST_UNIT:-}" = all ] || [ "${KSNOOP_GUEST_UNIT:-}" = only ]; then
-    tier unit "$ROOT/tests/unit" "$@"; UNIT=$?
+    # two pytest workers (pytest-xdist): the guest has two vCPUs, and QEMU
+    # runs each on its own host thread
+    tier unit -n "${KSNOOP_GUEST_UNIT_WORKERS:-2}" "$ROOT/tests/unit" "$@"; UNIT=$?
     [ "$KSNOOP_GUEST_UNIT" = only ] && exit "$UNIT"
 fi
 # The tests that trace with several tracers at once (trace, aggregation,
