@@ -10,6 +10,7 @@ import struct
 from ..btf import Kind
 from ..btf.bitfield import Bitfield, is_signed
 from . import values as D
+from .pynames import PyNames
 from .text import (
     TreeText,
     cstr,
@@ -61,7 +62,7 @@ class _Frame:
         return lines
 
 
-class _Gen:
+class _Gen(PyNames):
     """Generates one Python function rendering one type in the ksnoop style."""
 
     MAX_LINES = 60000  # members in the generated code
@@ -85,15 +86,6 @@ class _Gen:
         self.cost += self.mult * values
         if self.cost > self.limit:
             raise _TooBig()
-
-    def fresh(self, prefix):
-        self.n += 1
-        return f"{prefix}{self.n}"
-
-    def const(self, value, prefix="K"):
-        name = self.fresh(prefix)
-        self.ns[name] = value
-        return name
 
     # ------------------------------------------------------------ helpers
     def _scalar_read(self, fr, t, off):

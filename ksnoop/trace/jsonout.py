@@ -33,6 +33,7 @@ from ..btf.bitfield import Bitfield
 from ..render import values as D
 from ..render.escape import json_dumps, json_string
 from ..render.json import to_python
+from ..render.pynames import PyNames
 from ..render.values import value_budget
 
 __all__ = ["compile_json"]
@@ -119,7 +120,7 @@ class _Frame:
         return lines
 
 
-class _Gen:
+class _Gen(PyNames):
     def __init__(self, btf):
         self.btf = btf
         self.dec = D.Decoder(btf)
@@ -131,15 +132,6 @@ class _Gen:
         self.values = 0  # the values values.Decoder would make for the same bytes
         self.missing = 0  # Missing values met so far
         self.elem_fns = {}  # type id -> name of its compiled full-size function, or None
-
-    def fresh(self, prefix):
-        self.n += 1
-        return f"{prefix}{self.n}"
-
-    def const(self, value, prefix="K"):
-        name = self.fresh(prefix)
-        self.ns[name] = value
-        return name
 
     def slow(self, b, off, tid, size):
         """One odd scalar through the tree (the very value render/json.py gives)."""
