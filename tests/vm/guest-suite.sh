@@ -39,11 +39,17 @@ tier() {
     return "$rc"
 }
 
-# The unit tier runs on the host (strict); inside the guest only on request:
-# KSNOOP_GUEST_UNIT=all, or KSNOOP_GUEST_UNIT=only for the unit tier alone.
-# Under TCG it takes longer than the CI budget (about 600 tests at 10-30x
-# slower).  tests/vm/unit-on-btf.sh runs it natively against a guest
-# kernel's BTF, the quick way to find tests that assume the host's kernel.
+# The unit tier runs inside the guest too, to prove it passes on a kernel
+# other than the host's (issue 7): in the 6.1 boot by default (the kernel
+# least like the host's 6.18; about 8.5 minutes with two workers under TCG),
+# not in the 6.12 boot (CI's 40-minute budget).  KSNOOP_GUEST_UNIT=all runs
+# it in any boot, =only runs it alone, =none leaves it out.
+# tests/vm/unit-on-btf.sh runs it natively against a guest kernel's BTF, the
+# quick way to find tests that assume the host's kernel.
+case "$(uname -r)" in
+    6.1.*) KSNOOP_GUEST_UNIT="${KSNOOP_GUEST_UNIT:-all}" ;;
+    *) KSNOOP_GUEST_UNIT="${KSNOOP_GUEST_UNIT:-none}" ;;
+esac
 UNIT=0
 if [ "${KSNOOP_GUEST_UNIT:-}" = all ] || [ "${KSNOOP_GUEST_UNIT:-}" = only ]; then
     # two pytest workers (pytest-xdist): the guest has two vCPUs, and QEMU

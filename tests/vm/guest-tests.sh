@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Boot the VM test bed (Debian 6.1, then 6.12, under TCG) and run, in each boot,
-# the unit tier on the guest's kernel and then the guest tier (tests/guest):
-# see tests/vm/guest-suite.sh; then one short boot under kernel lockdown (below).
+# Boot the VM test bed (Debian 6.1, then 6.12, under TCG) and run the guest
+# tier (tests/guest) in each boot, after the unit tier on the guest's kernel
+# in the 6.1 boot: see tests/vm/guest-suite.sh; then one short boot under
+# kernel lockdown (below).
 # Exit 0 only if all passed.
 # Extra arguments go to both pytest runs.
 set -euo pipefail
