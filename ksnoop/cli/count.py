@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from .options import CONTEXT, debug_option
+from .options import CONTEXT, debug_option, fall_back_to_kprobes
 from .trace import PID_MAX_LIMIT, Seconds
 
 
@@ -92,12 +92,7 @@ def run_aggregation(agg, specs, pid, tid, comm, cgroup, fmt, interval, max_repor
                 runner.run()
             return
         except AttachError as e:
-            # auto: a function whose fentry/fexit the kernel refused gets kprobes (as trace)
-            refused = getattr(e, "fentry", None)
-            if backend != "auto" or not refused or refused in backends.refused:
-                raise
-            backends.refused.add(refused)
-            click.echo(f"ksnoop: note: {refused}: {e}; using kprobes for it", err=True)
+            fall_back_to_kprobes(e, backend, backends)
 
 
 @click.command("count", context_settings=CONTEXT)

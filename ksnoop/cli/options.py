@@ -51,3 +51,15 @@ def report(err):
         click.echo(f"  {carets}", err=True)
     else:
         report_line(err)
+
+
+def fall_back_to_kprobes(e, backend, backends):
+    """After AttachError ``e``: with ``--backend auto``, a function whose
+    fentry/fexit the kernel refused (a check ksnoop cannot make beforehand,
+    e.g. a notrace function) gets kprobes next time: say so and return, for
+    the caller to try again.  Anything else is raised again."""
+    refused = getattr(e, "fentry", None)
+    if backend != "auto" or not refused or refused in backends.refused:
+        raise e
+    backends.refused.add(refused)
+    click.echo(f"ksnoop: note: {refused}: {e}; using kprobes for it", err=True)

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from .options import CONTEXT, debug_option
+from .options import CONTEXT, debug_option, fall_back_to_kprobes
 
 PID_MAX_LIMIT = 4 * 1024 * 1024  # the kernel's highest possible pid (64-bit)
 MAX_PAGES = 4096  # 16 MiB of buffer per CPU
@@ -182,13 +182,7 @@ def trace_cmd(specs, pid, tid, comm, cgroup, min_ns, kstack, time_mode, pages, l
                 tracer.run()
             return
         except AttachError as e:
-            # auto: a function whose fentry/fexit the kernel refused (a check
-            # ksnoop cannot make beforehand, e.g. a notrace function) gets kprobes
-            refused = getattr(e, "fentry", None)
-            if backend != "auto" or not refused or refused in backends.refused:
-                raise
-            backends.refused.add(refused)
-            click.echo(f"ksnoop: note: {refused}: {e}; using kprobes for it", err=True)
+            fall_back_to_kprobes(e, backend, backends)
 
 
 def _dry_run(tracer, prepared):

@@ -157,3 +157,17 @@ def test_a_refusal_at_load_falls_back_to_kprobes(monkeypatch, tmp_path):
     assert ("ksnoop: note: vfs_read: kernel rejected BPF program ksnoop_entry_1: "
             "Operation not permitted; using kprobes for it") in res.output
     assert "  backend kprobe/kretprobe: the kernel refused its fentry program" in res.output
+
+
+def test_count_falls_back_to_kprobes_as_trace_does(monkeypatch, tmp_path):
+    """The same fallback, through count's own command (cli/options.py has the one rule)."""
+    from ksnoop.cli.main import cli
+
+    monkeypatch.setenv("KSNOOP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(features, "tracing_programs", lambda k: (True, ""))
+    res = CliRunner().invoke(cli, ["count", "--dry-run", "ip_send_skb(skb->len > 0)"])
+    assert res.exit_code == 0, res.output
+    assert ("ksnoop: note: ip_send_skb: kernel rejected BPF program ksnoop_entry_0: "
+            "Operation not permitted; using kprobes for it") in res.output
+    res = CliRunner().invoke(cli, ["count", "--dry-run", "--backend", "fentry", "ip_send_skb"])
+    assert res.exit_code != 0 and "using kprobes" not in res.output, res.output
