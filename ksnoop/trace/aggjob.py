@@ -29,7 +29,7 @@ from .aggregate import (
 )
 from .codegen import Machine
 from .filters import with_comm_offset
-from .job import attach_points, describe_targets
+from .job import SessionJob, attach_points, describe_targets
 from .outpipe import ReaderWatch, reader_gone_error
 from .plan import Filters
 
@@ -104,7 +104,7 @@ def make_report(aplan, now, before, index, final, t, seconds):
     return rep
 
 
-class Aggregator:
+class Aggregator(SessionJob):
     """Runs one prepared aggregation until stopped, writing reports to ``out``."""
 
     def __init__(self, prepared, kernel, fmt="text", out=None, err=None, interval=0.0,
@@ -131,22 +131,8 @@ class Aggregator:
         cgroup = getattr(self.prepared.filters, "cgroup", "")
         return {"cgroup": cgroup} if cgroup else {}
 
-    def _show_notes(self, session):
-        notes = getattr(session, "notes", ())
-        for note in notes[self._notes_shown:]:
-            self.err.write(f"ksnoop: note: {note}\n")
-        self._notes_shown = len(notes)
-        self.err.flush()
-
-    def dry_run(self):
-        """Compile and load through the verifier; attach nothing."""
-        s = self._session()
-        try:
-            with s:
-                times = s.load_only()
-        finally:
-            self._show_notes(s)
-        return describe(self.prepared.aplan), times
+    def _describe(self):
+        return describe(self.prepared.aplan)
 
     def _what(self):
         a = self.prepared.aplan

@@ -127,7 +127,33 @@ def kernel_symbols(kernel):
     return Symbolizer(read_file(kernel.kallsyms_path, "kernel symbols"))
 
 
-class Tracer:
+class SessionJob:
+    """What a trace and a count/hist share: ``self._session()`` (a runtime
+    Session), ``self.err`` and ``self._describe()`` (the --dry-run text) are
+    theirs; the dry run and the session's notes, shown once each, are here."""
+
+    _notes_shown = 0
+
+    def dry_run(self):
+        """Compile and load through the verifier; attach nothing."""
+        s = self._session()
+        try:
+            with s:
+                times = s.load_only()
+        finally:
+            self._show_notes(s)
+        return self._describe(), times
+
+    def _show_notes(self, session):
+        """Remarks the session made (fallbacks taken, detach problems) not shown yet."""
+        notes = getattr(session, "notes", ())
+        for note in notes[self._notes_shown:]:
+            self.err.write(f"ksnoop: note: {note}\n")
+        self._notes_shown = len(notes)
+        self.err.flush()
+
+
+class Tracer(SessionJob):
     """Runs one prepared trace until stopped, writing events to ``out``."""
 
     def __init__(self, prepared, kernel, fmt="text", out=None, err=None, pages=64,
@@ -219,23 +245,8 @@ class Tracer:
                               f"would be lost): use a larger -P/--pages or a smaller -s/--size")
         return s
 
-    def dry_run(self):
-        """Compile and load through the verifier; attach nothing."""
-        s = self._session()
-        try:
-            with s:
-                times = s.load_only()
-        finally:
-            self._show_notes(s)
-        return describe_plan(self.prepared.plan), times
-
-    def _show_notes(self, session):
-        """Remarks the session made (fallbacks taken, detach problems) not shown yet."""
-        notes = getattr(session, "notes", ())
-        for note in notes[self._notes_shown:]:
-            self.err.write(f"ksnoop: note: {note}\n")
-        self._notes_shown = len(notes)
-        self.err.flush()
+    def _describe(self):
+        return describe_plan(self.prepared.plan)
 
     def _bad_event(self, exc):
         self.bad += 1
