@@ -117,7 +117,6 @@ class Aggregator(SessionJob):
         self.writer = Writer(fmt, self.out, colour=colour)
         self.interval, self.duration, self.max_reports = interval, duration, max_reports
         self.debug = debug
-        self._notes_shown = 0
 
     def _session(self):
         from .runtime import Session

@@ -97,6 +97,12 @@ def event_struct(ev):
     return "\n".join(lines)
 
 
+# What bpf_probe_read_kernel returns for a read at a NULL pointer on x86_64
+# (-ERANGE: not a kernel address); plain loads say the same (Value.direct).
+NULL_READ = -34
+_LOAD = {1: "u8", 2: "u16", 4: "u32", 8: "u64"}
+
+
 def _local(slot):
     """Value ``slot`` can be fetched into a stack variable (a number or a
     pointer: 8 bytes) and tested there, before the event is looked up."""
@@ -109,32 +115,37 @@ def _fetch(slot, i, indent, local=False):
     pointer at the end of its hops.  What a pointer points to is copied later
     (``_copy``), so predicates on a pointer run before the pointee is read.
     ``local``: into the stack variables ``l<i>`` (the number) and ``s<i>`` (the
-    read's status) instead, for ``_store`` to put into the event later."""
+    read's status) instead, for ``_store`` to put into the event later.
+    Each read is a bpf_probe_read_* call, or with Value.direct a plain load
+    the verifier checks against BTF (fentry/fexit), which fails at a NULL
+    pointer as the helper would."""
     v = slot.value
     f = f"e->v{i}"
     if local:
         assert _local(slot)
-        word, ptr, data, status = f"l{i}", f"l{i}", f"&l{i}", f"s{i}"
-        out = [f"{indent}u64 l{i} = 0;"]
-        if v.kind == SCALAR and v.read_off < 0:
-            return [f"{indent}u64 l{i} = (u64){v.reg};"]
-        out.append(f"{indent}long s{i} = 0;")
-    else:
-        word, ptr, data, status = f"*(u64 *){f}_data", f"*(u64 *)&{f}_ptr", f"{f}_data", f"{f}_status"
-        out = []
     if v.kind == SCALAR and v.read_off < 0:
+        if local:
+            return [f"{indent}u64 l{i} = (u64){v.reg};"]
         # one 8-byte store (the slot is 8-byte aligned; a packed member would be
         # stored byte by byte, shifting the value: the verifier refuses that on a
         # pointer, as fentry's struct pointer arguments are)
         return [f"{indent}*(u64 *)&{f}_ptr = (u64){v.reg};"]
     if v.kind == REGS:
         return [f"{indent}*(u64 *)&{f}_data[{8 * k}] = (u64){reg};" for k, reg in enumerate(v.regs)]
+    if local:
+        word, ptr, data, status = f"l{i}", f"l{i}", f"&l{i}", f"s{i}"
+        out = [f"{indent}u64 l{i} = 0;", f"{indent}long s{i} = 0;"]
+    else:
+        word, ptr, data, status = f"*(u64 *){f}_data", f"*(u64 *)&{f}_ptr", f"{f}_data", f"{f}_status"
+        out = []
+    plain = v.direct and not v.user
     out += [f"{indent}{{", f"{indent}\tu64 p = (u64){v.reg};", f"{indent}\tlong err = 0;"]
     inner = indent + "\t"
-    if v.direct and not v.user:
-        return out + _direct(v, word, ptr, status, local, inner) + [f"{indent}}}"]
     for off in v.hops:
-        out.append(f"{inner}if (!err) err = {_read(v)}(&p, sizeof(p), (void *)(p + {off}));")
+        if plain:
+            out.append(f"{inner}if (!err) {{ if (!p) err = {NULL_READ}; else p = *(u64 *)(p + {off}); }}")
+        else:
+            out.append(f"{inner}if (!err) err = {_read(v)}(&p, sizeof(p), (void *)(p + {off}));")
     if v.kind in (DEREF, STRING):
         # A NULL pointer is not read: ptr 0 with status 0 is shown as NULL, while a
         # failed read (status < 0) is an unreadable pointer.
@@ -142,40 +153,17 @@ def _fetch(slot, i, indent, local=False):
     elif v.kind == SCALAR:
         if not local:  # (l<i> starts at 0)
             out.append(f"{inner}{word} = 0;")
-        out.append(f"{inner}if (!err) err = {_read(v)}({data}, {v.size}, (void *)(p + {v.read_off}));")
+        if plain:
+            out.append(f"{inner}if (!err) {{ if (!p) err = {NULL_READ}; "
+                       f"else {word} = *({_LOAD[v.size]} *)(p + {v.read_off}); }}")
+        else:
+            out.append(f"{inner}if (!err) err = {_read(v)}({data}, {v.size}, (void *)(p + {v.read_off}));")
         if v.bitfield is not None:
             out.append(f"{inner}{word} = {v.bitfield.c_expr(word)};")
     else:  # MEMORY
         out.append(f"{inner}if (!err) err = {_read(v)}({f}_data, {slot.size}, (void *)(p + {v.read_off}));")
     out.append(f"{inner}{status} = err;")
     out.append(f"{indent}}}")
-    return out
-
-
-# What bpf_probe_read_kernel returns for a read at a NULL pointer on x86_64
-# (-ERANGE: not a kernel address); plain loads say the same (Value.direct).
-NULL_READ = -34
-_LOAD = {1: "u8", 2: "u16", 4: "u32", 8: "u64"}
-
-
-def _direct(v, word, ptr, status, local, inner):
-    """``_fetch``'s reads as plain loads, which the verifier checks against BTF
-    (fentry/fexit; Value.direct): no helper call.  A NULL pointer on the way
-    fails the read as bpf_probe_read_kernel would."""
-    out = []
-    for off in v.hops:
-        out.append(f"{inner}if (!err) {{ if (!p) err = {NULL_READ}; else p = *(u64 *)(p + {off}); }}")
-    if v.kind in (DEREF, STRING):
-        out.append(f"{inner}{ptr} = err ? 0 : p;")
-    else:
-        assert v.kind == SCALAR and v.read_off >= 0
-        if not local:
-            out.append(f"{inner}{word} = 0;")
-        out.append(f"{inner}if (!err) {{ if (!p) err = {NULL_READ}; "
-                   f"else {word} = *({_LOAD[v.size]} *)(p + {v.read_off}); }}")
-        if v.bitfield is not None:
-            out.append(f"{inner}{word} = {v.bitfield.c_expr(word)};")
-    out.append(f"{inner}{status} = err;")
     return out
 
 
@@ -242,17 +230,22 @@ def _capture(ev, at_return, fail, indent, copy=True, early=False):
     checks += [(c.seq, 0, -1, None, c) for c in ev.conds if c.at_return == at_return]
     checks.sort(key=lambda c: c[:2])
     out, fetched, copied, local = [], set(), set(), []
+
+    def fetch_and_test(i, slot, pred, on_stack):
+        if i not in fetched:  # read once, just before its first test
+            fetched.add(i)
+            if on_stack:
+                local.append((i, slot))
+            out.extend(_fetch(slot, i, indent, local=on_stack))
+            if not (slot.value.kind == SCALAR and slot.value.read_off < 0):
+                out.append(f"{indent}if ({f's{i}' if on_stack else f'e->v{i}_status'}) {fail}")
+        out.extend(_test(slot, i, pred, fail, indent, local=on_stack))
+
     n = 0
     while early and n < len(checks) and checks[n][3] is not None and _local(checks[n][3]):
         _, _, i, slot, pred = checks[n]
+        fetch_and_test(i, slot, pred, True)
         n += 1
-        if i not in fetched:
-            fetched.add(i)
-            local.append((i, slot))
-            out += _fetch(slot, i, indent, local=True)
-            if not (slot.value.kind == SCALAR and slot.value.read_off < 0):
-                out.append(f"{indent}if (s{i}) {fail}")
-        out += _test(slot, i, pred, fail, indent, local=True)
     if early:
         out.append("$event")
         for i, slot in local:
@@ -260,14 +253,8 @@ def _capture(ev, at_return, fail, indent, copy=True, early=False):
     for _, _, i, slot, pred in checks[n:]:
         if slot is None:  # a condition item
             out += _condition(ev, pred, at_return, fail, indent, fetched, copied)
-            continue
-        v = slot.value
-        if i not in fetched:
-            fetched.add(i)
-            out += _fetch(slot, i, indent)
-            if not (v.kind == SCALAR and v.read_off < 0):
-                out.append(f"{indent}if (e->v{i}_status) {fail}")
-        out += _test(slot, i, pred, fail, indent)
+        else:
+            fetch_and_test(i, slot, pred, False)
     out.append("$hdr")
     for i, slot in mine:
         if i not in fetched:

@@ -132,7 +132,7 @@ class SessionJob:
     Session), ``self.err`` and ``self._describe()`` (the --dry-run text) are
     theirs; the dry run and the session's notes, shown once each, are here."""
 
-    _notes_shown = 0
+    _notes_shown = 0  # notes of the session shown so far (set per job by _show_notes)
 
     def dry_run(self):
         """Compile and load through the verifier; attach nothing."""
@@ -174,7 +174,6 @@ class Tracer(SessionJob):
         self.pages, self.buffer, self.debug = pages, buffer, debug
         self.max_events, self.duration = max_events, duration
         self.events = 0
-        self._notes_shown = 0
         self.lost = 0
         self.bad = 0
         self._discard = False  # the reader is gone: what is still formatted counts as lost

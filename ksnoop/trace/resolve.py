@@ -134,28 +134,18 @@ def _is_user_ptr(btf, tid):
     return False
 
 
-def _plain_pointer(btf, tid):
-    """A pointer to a struct or union with no type tag on the way (``__user``,
-    ``__percpu``... change what the verifier lets a program load through it)."""
+def _tag_on_the_way(btf, tid):
+    """Whether a type tag sits between ``tid`` (a pointer to a struct or union,
+    maybe behind typedefs and qualifiers) and the struct: ``__user``,
+    ``__percpu``... change what the verifier lets a program load through it."""
     t = btf[tid]
-    for _ in range(32):
+    for _ in range(64):
         if t.kind == Kind.TYPE_TAG:
+            return True
+        if t.kind in (Kind.STRUCT, Kind.UNION):
             return False
-        if t.kind != Kind.PTR:
-            if t.kind not in (Kind.TYPEDEF, Kind.CONST, Kind.VOLATILE, Kind.RESTRICT):
-                return False
-            t = btf[t.type]
-            continue
         t = btf[t.type]
-        for _ in range(32):
-            if t.kind == Kind.TYPE_TAG:
-                return False
-            if t.kind in (Kind.STRUCT, Kind.UNION):
-                return True
-            if t.kind not in (Kind.TYPEDEF, Kind.CONST, Kind.VOLATILE, Kind.RESTRICT):
-                return False
-            t = btf[t.type]
-    return False
+    return True  # a chain this long: no plain loads through it
 
 
 def _pointee_display(btf, ptr_tid, limit):
@@ -455,7 +445,7 @@ class _Resolver:
                     raise spec.error(f"'->' needs a pointer to a struct or union, but {path} is "
                                      f"'{type_name(btf, tid)}'", step.op_pos, 2)
                 user = user or _is_user_ptr(btf, tid)
-                direct = direct and _plain_pointer(btf, tid)
+                direct = direct and not _tag_on_the_way(btf, tid)
                 if in_memory:
                     hops.append(off)
                 in_memory, off = True, 0
