@@ -37,8 +37,11 @@ export KSNOOP_STRICT := 1
 lint: setup
 	$(VENV)/bin/ruff check ksnoop tests bench tools
 
+# The unit tier runs with two pytest-xdist workers (it is CPU-bound and its
+# tests share nothing); the host tier runs alone (its tests attach real
+# programs and read the kernel's global BPF state).
 unit: setup
-	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q -n 2 tests/unit
 
 host: setup
 	$(PY) -m pytest -q tests/host
@@ -60,7 +63,8 @@ guest: setup
 
 test: setup
 	$(MAKE) --no-print-directory lint
-	$(PY) -m pytest -q tests/unit tests/host
+	$(PY) -m pytest -q -n 2 tests/unit
+	$(PY) -m pytest -q tests/host
 	$(MAKE) --no-print-directory wheel
 	$(MAKE) --no-print-directory guest
 

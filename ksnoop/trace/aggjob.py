@@ -32,6 +32,7 @@ from .filters import with_comm_offset
 from .job import SessionJob, attach_points, describe_targets
 from .outpipe import ReaderWatch, reader_gone_error
 from .plan import Filters
+from .stopping import StopRequests
 
 SESSION_PAGES = 1  # the runtime's event buffer, unused: no event leaves the kernel
 
@@ -152,44 +153,45 @@ class Aggregator(SessionJob):
             self.err.write(f"ksnoop: tracing {describe_targets(aplan.plan)} (attached in "
                            f"{attach_s:.2f} s), {self._what()}, Ctrl-C to stop\n")
             self.err.flush()
-            start = last_t = time.monotonic()
-            last = ({}, 0)
-            index = 0
-            deadline = start + self.duration if self.duration else None
-            reader = ReaderWatch(self.out)
-            try:
-                while True:
-                    now = time.monotonic()
-                    due = last_t + self.interval if self.interval else None
-                    wake = min(t for t in (due, deadline, now + 0.1) if t is not None)
-                    s.poll(max(1, int((wake - now) * 1000)))
-                    if reader.gone():
-                        raise reader_gone_error()  # no report can be read any more
-                    now = time.monotonic()
-                    if deadline and now >= deadline:
-                        break
-                    if due and now >= due:
-                        if self.max_reports and index + 1 >= self.max_reports:
-                            break  # the last report is read once everything is detached
-                        index += 1
-                        reading = _reading(s, aplan)
-                        rep = make_report(aplan, reading, last, index, False, now, now - last_t)
-                        last, last_t = reading, now  # first: a Ctrl-C while writing counts nothing twice
-                        self._emit(rep)
-            except (KeyboardInterrupt, Terminated):
-                pass  # Ctrl-C, SIGTERM, SIGHUP: a normal stop
-            finally:
+            with StopRequests() as stop:
+                start = last_t = time.monotonic()
+                last = ({}, 0)
+                index = 0
+                deadline = start + self.duration if self.duration else None
+                reader = ReaderWatch(self.out)
                 try:
-                    missed = s.missed_returns()
-                except Exception:  # best effort while shutting down
-                    missed = {}
-                s.detach()
-            # Every probe is detached: the last reading is complete.
-            now = time.monotonic()
-            reading = _reading(s, aplan)
-            self._emit(make_report(aplan, reading, last, index + 1 if self.interval else 0,
-                                   True, now, now - last_t))
-            self._summary(reading, missed)
+                    while not stop:  # a stop signal ends the loop between two polls
+                        now = time.monotonic()
+                        due = last_t + self.interval if self.interval else None
+                        wake = min(t for t in (due, deadline, now + 0.1) if t is not None)
+                        s.poll(max(1, int((wake - now) * 1000)))
+                        if reader.gone():
+                            raise reader_gone_error()  # no report can be read any more
+                        now = time.monotonic()
+                        if deadline and now >= deadline:
+                            break
+                        if due and now >= due:
+                            if self.max_reports and index + 1 >= self.max_reports:
+                                break  # the last report is read once everything is detached
+                            index += 1
+                            reading = _reading(s, aplan)
+                            rep = make_report(aplan, reading, last, index, False, now, now - last_t)
+                            last, last_t = reading, now  # first: a Ctrl-C while writing counts nothing twice
+                            self._emit(rep)
+                except (KeyboardInterrupt, Terminated):
+                    pass  # a second Ctrl-C, SIGTERM or SIGHUP: a stop all the same
+                finally:
+                    try:
+                        missed = s.missed_returns()
+                    except Exception:  # best effort while shutting down
+                        missed = {}
+                    s.detach()
+                # Every probe is detached: the last reading is complete.
+                now = time.monotonic()
+                reading = _reading(s, aplan)
+                self._emit(make_report(aplan, reading, last, index + 1 if self.interval else 0,
+                                       True, now, now - last_t))
+                self._summary(reading, missed)
         self._show_notes(s)
 
     def _emit(self, rep):

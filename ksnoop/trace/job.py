@@ -14,6 +14,7 @@ from .output import Formatter, describe_plan
 from .plan import FENTRY, TRACEPOINT, Filters
 from .resolve import resolve
 from .spec import parse
+from .stopping import StopRequests
 from .wire import layouts_for
 
 PERF_MAX_EVENT = 65535 - 64  # a perf sample's size is 16 bits, headers included
@@ -283,47 +284,48 @@ class Tracer(SessionJob):
             if header:
                 self._write(header)
             self.out.flush()
-            deadline = time.monotonic() + self.duration if self.duration else None
-            reader = ReaderWatch(self.out)
-            normal_stop = False
-            broken = None
-            try:
-                while True:
-                    s.poll(100)  # at most 100 ms: light traffic is printed promptly
-                    if reader.gone():
-                        raise reader_gone_error()
-                    self._flush_output()
-                    self.out.flush()
-                    if self.max_events and self.events >= self.max_events:
-                        break
-                    if deadline and time.monotonic() >= deadline:
-                        break
-                normal_stop = True
-            except (KeyboardInterrupt, Terminated):
-                normal_stop = True  # Ctrl-C, SIGTERM, SIGHUP: a normal stop
-            except BrokenPipeError as e:
-                broken = e  # the reader went away: what is still buffered is lost
-            finally:
+            with StopRequests() as stop:
+                deadline = time.monotonic() + self.duration if self.duration else None
+                reader = ReaderWatch(self.out)
+                normal_stop = False
+                broken = None
                 try:
-                    missed = s.missed_returns()
-                except Exception:  # best effort while shutting down
-                    missed = {}
-                # Stop the producers, then print what is still buffered and count
-                # the last losses: printed + lost = everything the programs sent.
-                s.detach()
-                self._discard = broken is not None  # nothing more can be written
-                if normal_stop or self._discard:
-                    try:
-                        s.drain()
+                    while not stop:  # a stop signal ends the loop between two polls
+                        s.poll(100)  # at most 100 ms: light traffic is printed promptly
+                        if reader.gone():
+                            raise reader_gone_error()
                         self._flush_output()
                         self.out.flush()
-                    except BrokenPipeError as e:
-                        broken = e
-                        self._discard = True
-                        self._flush_output()  # formatted but never written: lost
-                self.summary(missed)
-                if broken is not None:
-                    raise broken
+                        if self.max_events and self.events >= self.max_events:
+                            break
+                        if deadline and time.monotonic() >= deadline:
+                            break
+                    normal_stop = True
+                except (KeyboardInterrupt, Terminated):
+                    normal_stop = True  # a second Ctrl-C, SIGTERM or SIGHUP: a stop all the same
+                except BrokenPipeError as e:
+                    broken = e  # the reader went away: what is still buffered is lost
+                finally:
+                    try:
+                        missed = s.missed_returns()
+                    except Exception:  # best effort while shutting down
+                        missed = {}
+                    # Stop the producers, then print what is still buffered and count
+                    # the last losses: printed + lost = everything the programs sent.
+                    s.detach()
+                    self._discard = broken is not None  # nothing more can be written
+                    if normal_stop or self._discard:
+                        try:
+                            s.drain()
+                            self._flush_output()
+                            self.out.flush()
+                        except BrokenPipeError as e:
+                            broken = e
+                            self._discard = True
+                            self._flush_output()  # formatted but never written: lost
+                    self.summary(missed)
+                    if broken is not None:
+                        raise broken
         self._show_notes(s)  # detach problems, found while closing
 
     def summary(self, missed):

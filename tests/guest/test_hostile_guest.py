@@ -3,10 +3,11 @@ exit 1, never a traceback; or, where ksnoop can still do its work, it does.
 
 Two parts, chosen by the boot:
 
-- ``KSNOOP_GUEST_LOCKDOWN=confidentiality`` (the extra boot of
-  tests/vm/guest-tests.sh, with ``lockdown=confidentiality`` on the guest
-  kernel's command line): kprobes, BPF reads of kernel memory and tracefs are
-  refused.  Tracing a function or a tracepoint that needs them gives one line
+- ``KSNOOP_GUEST_LOCKDOWN=confidentiality`` (the end of the 6.12 boot:
+  tests/vm/guest-suite.sh raises the kernel's lockdown to confidentiality
+  through securityfs; or a boot with ``lockdown=confidentiality`` on the
+  guest kernel's command line, KSNOOP_VM_LOCKDOWN_BOOT=1): kprobes, BPF reads
+  of kernel memory and tracefs are refused.  Tracing a function or a tracepoint that needs them gives one line
   naming lockdown; ``info`` works (BTF is readable); what lockdown leaves
   (arguments and return values themselves, through fentry/fexit and
   tracepoints) is traced.
@@ -158,7 +159,7 @@ if LOCKDOWN:
         mode = lockdown_mode()
         if mode != LOCKDOWN:
             pytest.fail(f"this boot's lockdown is {mode or 'unknown'!r}, not {LOCKDOWN!r} "
-                        "(tests/vm/run.sh --append lockdown=...)", pytrace=False)
+                        "(tests/vm/guest-suite.sh raises it; or tests/vm/run.sh --append lockdown=...)", pytrace=False)
         work = tempfile.mkdtemp(prefix="ksnoop-lockdown-")
         d = "--duration", "300"
         j = "-o", "json"

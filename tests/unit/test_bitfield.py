@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 
+import cbuild
 import pytest
 from btfwriter import BTFWriter
 
@@ -273,10 +274,8 @@ def run_generated(plan, memory, regs, ret=None, tmp=None):
         calls.append(f"\t{return_fn}(&r);")
     src = HARNESS % {"mem": ", ".join(str(b) for b in memory), "program": program,
                      "calls": "\n".join(calls)}
-    c_file, exe = os.path.join(tmp, "prog.c"), os.path.join(tmp, "prog")
-    with open(c_file, "w") as f:
-        f.write(src)
-    cc = subprocess.run(["gcc", "-O1", "-w", "-o", exe, c_file], capture_output=True, text=True)
+    exe = os.path.join(tmp, "prog")
+    cc = cbuild.build(src, exe)
     assert cc.returncode == 0, cc.stderr[:3000]
     out = subprocess.run([exe], capture_output=True, text=True, check=True).stdout
     events = [bytes.fromhex(line.split()[1]) for line in out.splitlines() if line.startswith("event")]

@@ -6,6 +6,7 @@ import random
 import shutil
 import subprocess
 
+import cbuild
 import pytest
 
 from ksnoop.errors import UsageError
@@ -56,8 +57,8 @@ def matcher(tmp_path_factory, request):
     if not shutil.which("gcc"):
         pytest.skip("gcc is needed to run the generated filter C")
     d = tmp_path_factory.mktemp("comm")
-    (d / "m.c").write_text(_program(PATTERNS, request.param))
-    subprocess.run(["gcc", "-O1", "-Wall", "-Werror", "-o", str(d / "m"), str(d / "m.c")], check=True)
+    cc = cbuild.build(_program(PATTERNS, request.param), str(d / "m"), ("-O1", "-Wall", "-Werror"))
+    assert cc.returncode == 0, cc.stderr[:3000]
 
     def run(names):
         out = subprocess.run([str(d / "m")], input="\n".join(names) + "\n", capture_output=True,

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 
+import cbuild
 import pytest
 from backendstub import Fixed
 
@@ -109,10 +110,8 @@ def run(c_text, setup, calls, tmp):
     program = re.sub(r"\b(\w+)\.lookup\(", r"MAP_lookup(\1, ", program)
     src = HARNESS % {"mem": MEM, "program": program, "setup": "\n".join(setup),
                      "calls": "\n".join(calls)}
-    c_file, exe = os.path.join(tmp, "prog.c"), os.path.join(tmp, "prog")
-    with open(c_file, "w") as f:
-        f.write(src)
-    cc = subprocess.run(["gcc", "-O1", "-w", "-o", exe, c_file], capture_output=True, text=True)
+    exe = os.path.join(tmp, "prog")
+    cc = cbuild.build(src, exe)
     assert cc.returncode == 0, cc.stderr[:3000]
     out = subprocess.run([exe], capture_output=True, text=True, check=True).stdout
     return [line for line in out.splitlines() if line.startswith(("event", "read"))]

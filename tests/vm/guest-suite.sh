@@ -81,4 +81,26 @@ esac
 SKIP=()
 [ "$KSNOOP_GUEST_QUESTIONS" = 1 ] || SKIP=(--ignore "$ROOT/tests/guest/test_questions_guest.py")
 tier guest "$ROOT/tests/guest" "${SKIP[@]}" "$@"; GUEST=$?
-[ "$UNIT" -eq 0 ] && [ "$GUEST" -eq 0 ]
+# Last, kernel lockdown (tests/guest/test_hostile_guest.py's lockdown part):
+# raised to confidentiality for the rest of the boot through securityfs, as
+# root can (never lowered again: nothing may run after it).  Kprobes, BPF
+# reads of kernel memory and tracefs are checked when used, so a lockdown
+# raised now refuses them as one set on the command line would.  In the 6.12
+# boot by default; KSNOOP_GUEST_LOCKDOWN_AT_END=1 or =0 chooses for any boot.
+case "$(uname -r)" in
+    6.12.*) KSNOOP_GUEST_LOCKDOWN_AT_END="${KSNOOP_GUEST_LOCKDOWN_AT_END:-1}" ;;
+    *) KSNOOP_GUEST_LOCKDOWN_AT_END="${KSNOOP_GUEST_LOCKDOWN_AT_END:-0}" ;;
+esac
+LOCKED=0
+if [ "$KSNOOP_GUEST_LOCKDOWN_AT_END" = 1 ]; then
+    LK=/sys/kernel/security/lockdown
+    mountpoint -q /sys/kernel/security || mount -t securityfs securityfs /sys/kernel/security
+    if echo confidentiality > "$LK" && grep -q '\[confidentiality\]' "$LK"; then
+        KSNOOP_GUEST_LOCKDOWN=confidentiality tier lockdown \
+            "$ROOT/tests/guest/test_hostile_guest.py" "$@"; LOCKED=$?
+    else
+        echo "guest-suite: FAIL: cannot raise lockdown to confidentiality ($LK: $(cat "$LK" 2>&1))"
+        LOCKED=1
+    fi
+fi
+[ "$UNIT" -eq 0 ] && [ "$GUEST" -eq 0 ] && [ "$LOCKED" -eq 0 ]
