@@ -128,6 +128,8 @@ def trace_cmd(specs, pid, tid, comm, cgroup, min_ns, kstack, time_mode, pages, l
     -4095..-1 shows its errno name, "(int)-2 (-ENOENT)", an error pointer
     "ERR_PTR(-ENOENT)" (JSON: "errno": {"return": "ENOENT"}).  Events go to
     stdout; lost events, missed returns and a summary go to stderr.
+    Ctrl-C, SIGTERM or SIGHUP stop it without dropping anything already read
+    (a second one interrupts at once).
 
     \b
     Examples:
