@@ -181,11 +181,7 @@ class Aggregator(SessionJob):
                 except (KeyboardInterrupt, Terminated):
                     pass  # a second Ctrl-C, SIGTERM or SIGHUP: a stop all the same
                 finally:
-                    try:
-                        missed = s.missed_returns()
-                    except Exception:  # best effort while shutting down
-                        missed = {}
-                    s.detach()
+                    missed = self._stop_producers(s)
                 # Every probe is detached: the last reading is complete.
                 now = time.monotonic()
                 reading = _reading(s, aplan)

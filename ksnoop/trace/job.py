@@ -145,6 +145,17 @@ class SessionJob:
             self._show_notes(s)
         return self._describe(), times
 
+    @staticmethod
+    def _stop_producers(session):
+        """Detach every probe; returns the missed returns the kernel counted
+        (best effort: {} if they cannot be read while shutting down)."""
+        try:
+            missed = session.missed_returns()
+        except Exception:  # best effort while shutting down
+            missed = {}
+        session.detach()
+        return missed
+
     def _show_notes(self, session):
         """Remarks the session made (fallbacks taken, detach problems) not shown yet."""
         notes = getattr(session, "notes", ())
@@ -306,13 +317,9 @@ class Tracer(SessionJob):
                 except BrokenPipeError as e:
                     broken = e  # the reader went away: what is still buffered is lost
                 finally:
-                    try:
-                        missed = s.missed_returns()
-                    except Exception:  # best effort while shutting down
-                        missed = {}
                     # Stop the producers, then print what is still buffered and count
                     # the last losses: printed + lost = everything the programs sent.
-                    s.detach()
+                    missed = self._stop_producers(s)
                     self._discard = broken is not None  # nothing more can be written
                     if normal_stop or self._discard:
                         try:
