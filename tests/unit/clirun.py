@@ -66,6 +66,17 @@ def run_cli(argv, timeout=10.0):
     return code, out.getvalue(), err.getvalue().decode("utf-8", "replace")
 
 
+def completed(*argv, timeout=60.0):
+    """run_cli as a subprocess.CompletedProcess with text output: for tests
+    that only look at the exit code, stdout and stderr (the command line as a
+    real process is tested in test_hostile_cli.py and the host tier)."""
+    import subprocess
+
+    code, out, err = run_cli(argv, timeout)
+    return subprocess.CompletedProcess(["ksnoop", *map(str, argv)], code,
+                                       out.decode("utf-8", "replace"), err)
+
+
 def assert_one_error_line(code, err, argv=()):
     """Exit 1 with exactly one ``ksnoop: ...`` line on stderr, no traceback."""
     lines = [ln for ln in err.splitlines() if ln.strip()]

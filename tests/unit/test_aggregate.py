@@ -6,8 +6,8 @@ import os
 import re
 import struct
 import subprocess
-import sys
 
+import clirun
 import pytest
 
 from ksnoop.errors import SpecError, UsageError
@@ -325,9 +325,8 @@ def test_empty_reports(btf):
 
 # ------------------------------------------------------------------ command line
 def ksnoop(*args):
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, "-m", "ksnoop", *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+    """The command line, in this process (clirun): its exit code, stdout, stderr."""
+    return clirun.completed(*args, timeout=120)
 
 
 @pytest.mark.parametrize("args,message", [

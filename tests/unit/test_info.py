@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import clirun
 import pytest
 from click.testing import CliRunner
 
@@ -17,9 +18,8 @@ pytestmark = pytest.mark.skipif(not os.path.exists(VMLINUX), reason="kernel has 
 
 
 def run(*args):
-    """The installed CLI in a subprocess: real exit codes, real stderr."""
-    return subprocess.run([sys.executable, "-m", "ksnoop", *args], capture_output=True,
-                          text=True, cwd=ROOT)
+    """The command line, in this process (clirun): its exit code, stdout, stderr."""
+    return clirun.completed(*args)
 
 
 # Functions with the same prototype in the host's 6.18 and the guests' 6.1 and 6.12.

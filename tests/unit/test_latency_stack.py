@@ -14,9 +14,8 @@ import os
 import random
 import re
 import struct
-import subprocess
-import sys
 
+import clirun
 import pytest
 import test_multigen as tm
 from backendstub import Fixed
@@ -380,9 +379,7 @@ def test_fast_consumer_equals_reference_with_durations_stacks_and_errnos(kernel)
 # ------------------------------------------------------------------- CLI
 @pytest.mark.parametrize("bad", ["5", "2xs", "0ms", "-1us", "nanus", "infs", "1e30s", "us", "5 us"])
 def test_min_latency_bad_values_exit_2_naming_the_option(bad):
-    r = subprocess.run([sys.executable, "-m", "ksnoop", "trace", "--min-latency", bad, "vfs_read"],
-                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT),
-                       timeout=60)
+    r = clirun.completed("trace", "--min-latency", bad, "vfs_read")
     assert r.returncode == 2, r.stderr
     assert "--min-latency" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert "Traceback" not in r.stderr
